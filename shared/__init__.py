@@ -1,0 +1,1 @@
+"""Bulk OHLCV CSV ingestion: the library behind the presign, process-file and status functions."""

@@ -1,0 +1,58 @@
+"""Clients, built lazily once per process and handed to the use cases."""
+
+from concurrent.futures import ThreadPoolExecutor
+from functools import cache, cached_property
+
+import redis
+from minio import Minio
+from psycopg_pool import ConnectionPool
+
+from . import database, storage
+from .reader import Reader
+from .settings import Settings
+
+
+class Clients:
+    """Everything a use case talks to; each client is created on first use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @cached_property
+    def pool(self) -> ConnectionPool:
+        return database.connect_pool(self.settings)
+
+    @cached_property
+    def redis(self) -> redis.Redis:
+        return redis.Redis.from_url(
+            self.settings.redis_url, socket_timeout=5, socket_connect_timeout=5
+        )
+
+    @cached_property
+    def store(self) -> Minio:
+        return storage.client(self.settings, self.settings.s3_endpoint)
+
+    @cached_property
+    def signer(self) -> Minio:
+        """Signs URLs for the endpoint browsers reach (the signature covers the host)."""
+        return storage.client(self.settings, self.settings.presign_endpoint)
+
+    @cached_property
+    def reader(self) -> Reader:
+        return Reader(self.settings)
+
+    @cached_property
+    def background(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(max_workers=4, thread_name_prefix="dispatch")
+
+    def close(self) -> None:
+        if "pool" in self.__dict__:
+            self.pool.close()
+        if "background" in self.__dict__:
+            self.background.shutdown(wait=True)
+
+
+@cache
+def get_clients() -> Clients:
+    """The process-wide clients, built from the environment on first call."""
+    return Clients(Settings())  # type: ignore[call-arg]

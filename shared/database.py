@@ -1,0 +1,245 @@
+"""Every SQL statement of the project: schema, the file ledger and the set-based load."""
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from importlib.resources import files
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from .errors import NotFoundError, RequestError, TransientError
+from .models import BatchRecord, FileRecord, NewFile
+from .settings import Settings
+
+COPY_CHUNK_BYTES = 1 << 20
+T = TypeVar("T")
+_FILE_COLUMNS = (
+    "object_key, batch_id, file_name, status, ticker_hint, etag, rows_loaded, rows_rejected,"
+    " tickers, error, rejects_key"
+)
+
+
+def connect_pool(settings: Settings) -> ConnectionPool:
+    """A pool opened lazily: building it never blocks, the first checkout connects."""
+    return ConnectionPool(
+        settings.database_url,
+        min_size=0,
+        max_size=settings.database_pool_size,
+        timeout=settings.database_timeout_seconds,
+        kwargs={
+            "options": f"-c search_path={settings.database_schema}",
+            "connect_timeout": max(1, int(settings.database_timeout_seconds)),
+        },
+        open=True,
+    )
+
+
+@contextmanager
+def transaction(pool: ConnectionPool) -> Iterator[psycopg.Connection[Any]]:
+    """A connection inside one transaction; connectivity trouble becomes TransientError."""
+    try:
+        with pool.connection() as conn, conn.transaction():
+            yield conn
+    except (psycopg.OperationalError, PoolTimeout) as error:
+        raise TransientError(f"PostgreSQL unavailable: {type(error).__name__}") from error
+
+
+def migrate(conn: psycopg.Connection[Any], schema: str) -> None:
+    """Apply schema.sql; the advisory lock makes concurrent runs wait for each other."""
+    ddl = files("shared").joinpath("schema.sql").read_text()
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('seasonality-ingest:migrate'))")
+        conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        conn.execute(f'SET LOCAL search_path TO "{schema}"')
+        conn.execute(ddl)
+
+
+def add_files(pool: ConnectionPool, batch_id: str, new_batch: bool, expires_at: datetime,
+              max_files: int, new_file: Callable[[int, T], NewFile],
+              specs: Sequence[T]) -> list[NewFile]:
+    """Add files to a batch (created when new) in one transaction; nothing is created on error."""
+    with transaction(pool) as conn:
+        if new_batch:
+            conn.execute("INSERT INTO ingest_batches (id, expires_at) VALUES (%s, %s)",
+                         (batch_id, expires_at))
+        row = conn.execute(
+            "SELECT file_count FROM ingest_batches WHERE id = %s FOR UPDATE", (batch_id,)
+        ).fetchone()
+        if row is None:
+            raise NotFoundError("BATCH_NOT_FOUND", f"Batch {batch_id} does not exist.")
+        first = int(row[0])
+        if first + len(specs) > max_files:
+            raise RequestError("TOO_MANY_FILES", f"A batch holds at most {max_files} files.")
+        created = [new_file(first + i, spec) for i, spec in enumerate(specs)]
+        conn.execute(
+            "UPDATE ingest_batches SET file_count = %s, expires_at = greatest(expires_at, %s)"
+            " WHERE id = %s",
+            (first + len(specs), expires_at, batch_id),
+        )
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO ingest_files (object_key, batch_id, position, file_name, ticker_hint,"
+                " declared_size) VALUES (%s, %s, %s, %s, %s, %s)",
+                [(f.object_key, batch_id, first + i, f.file_name, f.ticker_hint, f.declared_size)
+                 for i, f in enumerate(created)],
+            )
+        return created
+
+
+def ensure_file(pool: ConnectionPool, object_key: str, batch_id: str, file_name: str,
+                expires_at: datetime) -> FileRecord:
+    """The ledger row of an object, registering objects that arrived without presign."""
+    with transaction(pool) as conn:
+        found = _file(conn, object_key)
+        if found is not None:
+            return found
+        conn.execute(
+            "INSERT INTO ingest_batches (id, expires_at) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+            (batch_id, expires_at),
+        )
+        conn.execute(
+            "WITH slot AS (UPDATE ingest_batches SET file_count = file_count + 1 WHERE id = %s"
+            " RETURNING file_count - 1 AS position)"
+            " INSERT INTO ingest_files (object_key, batch_id, position, file_name)"
+            " SELECT %s, %s, position, %s FROM slot ON CONFLICT DO NOTHING",
+            (batch_id, object_key, batch_id, file_name),
+        )
+        found = _file(conn, object_key)
+        assert found is not None
+        return found
+
+
+def mark_processing(pool: ConnectionPool, object_key: str) -> None:
+    with transaction(pool) as conn:
+        conn.execute(
+            "UPDATE ingest_files SET status = 'PROCESSING', started_at = now(),"
+            " attempts = attempts + 1, updated_at = now()"
+            " WHERE object_key = %s AND status <> 'COMPLETED'",
+            (object_key,),
+        )
+
+
+def load_file(pool: ConnectionPool, record: FileRecord, etag: str, uploaded_at: datetime,
+              staged_csv: Path, tickers: list[str], rows_rejected: int,
+              rejects_key: str | None) -> bool:
+    """Load a parsed file all or nothing; False when this version was already finished."""
+    with transaction(pool) as conn:
+        # The claim is the conditional write that makes redelivery harmless: a concurrent
+        # duplicate blocks on this row and then finds it finished.
+        if not _claim(conn, record.object_key, etag):
+            return False
+        conn.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS ingest_stage (symbol text, date date, open numeric,"
+            " high numeric, low numeric, close numeric, volume numeric, open_interest numeric)"
+            " ON COMMIT DELETE ROWS"
+        )
+        with conn.cursor() as cur:
+            with cur.copy("COPY ingest_stage FROM STDIN (FORMAT csv)") as copy, \
+                    staged_csv.open("rb") as source:
+                while chunk := source.read(COPY_CHUNK_BYTES):
+                    copy.write(chunk)
+            rows_loaded = cur.execute("SELECT count(*) FROM ingest_stage").fetchone()
+        # Sorted inserts keep the lock order the same in every worker, so no deadlocks.
+        conn.execute(
+            "INSERT INTO tickers (symbol) SELECT DISTINCT symbol FROM ingest_stage ORDER BY symbol"
+            " ON CONFLICT (symbol) DO NOTHING"
+        )
+        conn.execute(_UPSERT, {"uploaded_at": uploaded_at})
+        conn.execute(
+            "UPDATE ingest_files SET status = 'COMPLETED', etag = %s, uploaded_at = %s,"
+            " rows_loaded = %s, rows_rejected = %s, tickers = %s, error = NULL, rejects_key = %s,"
+            " finished_at = now(), updated_at = now() WHERE object_key = %s",
+            (etag, uploaded_at, rows_loaded[0] if rows_loaded else 0, rows_rejected, tickers,
+             rejects_key, record.object_key),
+        )
+        return True
+
+
+_UPSERT = """
+INSERT INTO seasonality_data AS d
+    (ticker_id, date, open, high, low, close, volume, open_interest, uploaded_at)
+SELECT t.id, s.date, s.open, s.high, s.low, s.close, s.volume, s.open_interest, %(uploaded_at)s
+FROM ingest_stage s JOIN tickers t ON t.symbol = s.symbol
+ORDER BY t.id, s.date
+ON CONFLICT (ticker_id, date) DO UPDATE SET
+    open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close,
+    volume = EXCLUDED.volume, open_interest = EXCLUDED.open_interest,
+    uploaded_at = EXCLUDED.uploaded_at
+WHERE d.uploaded_at <= EXCLUDED.uploaded_at
+  AND (d.open, d.high, d.low, d.close, d.volume, d.open_interest)
+      IS DISTINCT FROM
+      (EXCLUDED.open, EXCLUDED.high, EXCLUDED.low, EXCLUDED.close, EXCLUDED.volume,
+       EXCLUDED.open_interest)
+"""
+
+
+def fail_file(pool: ConnectionPool, record: FileRecord, etag: str | None, error: str) -> bool:
+    """Record a permanent failure; False when this version was already finished."""
+    with transaction(pool) as conn:
+        if not _claim(conn, record.object_key, etag):
+            return False
+        conn.execute(
+            "UPDATE ingest_files SET status = 'FAILED', etag = %s, error = %s, rows_loaded = 0,"
+            " rows_rejected = 0, tickers = '{}', rejects_key = NULL, finished_at = now(),"
+            " updated_at = now() WHERE object_key = %s",
+            (etag, error, record.object_key),
+        )
+        return True
+
+
+def _claim(conn: psycopg.Connection[Any], object_key: str, etag: str | None) -> bool:
+    row = conn.execute(
+        "SELECT status IN ('COMPLETED', 'FAILED') AND etag IS NOT DISTINCT FROM %s"
+        " FROM ingest_files WHERE object_key = %s FOR UPDATE",
+        (etag, object_key),
+    ).fetchone()
+    return row is not None and not row[0]
+
+
+def get_file(pool: ConnectionPool, object_key: str) -> FileRecord | None:
+    with transaction(pool) as conn:
+        return _file(conn, object_key)
+
+
+def _file(conn: psycopg.Connection[Any], object_key: str) -> FileRecord | None:
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(
+            f"SELECT {_FILE_COLUMNS} FROM ingest_files WHERE object_key = %s", (object_key,)
+        ).fetchone()
+    return FileRecord(**row) if row else None
+
+
+def get_batch(pool: ConnectionPool, batch_id: str) -> BatchRecord | None:
+    with transaction(pool) as conn, conn.cursor(row_factory=dict_row) as cur:
+        batch = cur.execute(
+            "SELECT b.id, b.created_at, b.expires_at, greatest(b.created_at, max(f.updated_at))"
+            " AS updated_at FROM ingest_batches b LEFT JOIN ingest_files f ON f.batch_id = b.id"
+            " WHERE b.id = %s GROUP BY b.id",
+            (batch_id,),
+        ).fetchone()
+        if batch is None:
+            return None
+        rows = cur.execute(
+            f"SELECT {_FILE_COLUMNS} FROM ingest_files WHERE batch_id = %s ORDER BY position",
+            (batch_id,),
+        ).fetchall()
+    return BatchRecord(
+        batch_id=batch["id"], created_at=batch["created_at"], updated_at=batch["updated_at"],
+        expires_at=batch["expires_at"], files=[FileRecord(**row) for row in rows],
+    )
+
+
+def reset_failed(pool: ConnectionPool, batch_id: str) -> list[FileRecord]:
+    """Put the batch's failed files back to PENDING so they can be processed again."""
+    with transaction(pool) as conn, conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            "UPDATE ingest_files SET status = 'PENDING', error = NULL, etag = NULL,"
+            " updated_at = now() WHERE batch_id = %s AND status = 'FAILED'"
+            f" RETURNING {_FILE_COLUMNS}",
+            (batch_id,),
+        ).fetchall()
+    return [FileRecord(**row) for row in rows]

@@ -1,0 +1,117 @@
+"""The HTTP surface shared by the entry points: routing on the path's end, the JSON envelope,
+bearer auth, CORS, and the mapping from library errors to status codes (in this one place)."""
+
+import hmac
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import flask
+from pydantic import ValidationError
+
+from .errors import AuthError, RequestError, TransientError
+from .settings import Settings
+
+log = logging.getLogger("ingest")
+Handler = Callable[[flask.Request, re.Match[str]], tuple[dict[str, Any], int]]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str  # a regular expression matched against the end of the request path
+    handler: Handler
+
+
+def serve(request: flask.Request, settings: Settings, routes: Sequence[Route]) -> flask.Response:
+    """Answer one API request: CORS, health, body limit, auth, then the matching route."""
+    cors = _cors_headers(request, settings)
+    if request.method == "OPTIONS":
+        return _response(None, 204, cors)
+    if request.path.rstrip("/").endswith("/healthz") and request.method == "GET":
+        return _response({"status": "ok"}, 200, cors)
+    try:
+        if (request.content_length or 0) > settings.max_request_bytes:
+            raise RequestError("PAYLOAD_TOO_LARGE", "The request body is too large.", 413)
+        authorize(request, settings)
+        route, match = _route(request, routes)
+        data, status = route.handler(request, match)
+        return _response({"success": True, "data": data}, status, cors)
+    except RequestError as error:
+        return _failure(error.code, error.message, error.status, cors)
+    except ValidationError as error:
+        return _failure("INVALID_REQUEST", _validation_message(error), 400, cors)
+    except TransientError as error:
+        log.warning("transient failure: %s", error)
+        message = "A backing service is unavailable; retry."
+        return _failure("SERVICE_UNAVAILABLE", message, 503, cors)
+
+
+def authorize(request: flask.Request, settings: Settings) -> None:
+    """Bearer tokens compared in constant time; refuse everything when none is configured."""
+    if settings.auth_disabled:
+        return
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    valid = [
+        hmac.compare_digest(token.encode(), allowed.encode()) for allowed in settings.api_tokens
+    ]
+    if scheme.lower() != "bearer" or not token or not any(valid):
+        raise AuthError()
+
+
+def token_matches(request: flask.Request, expected: str) -> bool:
+    supplied = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    return hmac.compare_digest(supplied.encode(), expected.encode())
+
+
+def json_body(request: flask.Request) -> Any:
+    body = request.get_json(silent=True)
+    if body is None:
+        raise RequestError("INVALID_JSON", "The request body must be a JSON object.")
+    return body
+
+
+def _route(request: flask.Request, routes: Sequence[Route]) -> tuple[Route, re.Match[str]]:
+    path = request.path.rstrip("/") or "/"
+    allowed = False
+    for route in routes:
+        match = re.search(f"(?:^|/){route.path}$", path)
+        if match and route.method == request.method:
+            return route, match
+        allowed = allowed or bool(match)
+    if allowed:
+        raise RequestError("METHOD_NOT_ALLOWED", f"{request.method} is not allowed here.", 405)
+    raise RequestError("NOT_FOUND", f"No route for {request.method} {request.path}.", 404)
+
+
+def _cors_headers(request: flask.Request, settings: Settings) -> dict[str, str]:
+    origin = request.headers.get("Origin")
+    if not origin or origin not in settings.cors_origins:
+        return {}
+    return {
+        "Access-Control-Allow-Origin": origin,
+        "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+        "Access-Control-Allow-Headers": "Authorization, Content-Type",
+        "Access-Control-Max-Age": "600",
+        "Vary": "Origin",
+    }
+
+
+def _failure(code: str, message: str, status: int, headers: dict[str, str]) -> flask.Response:
+    return _response({"success": False, "error": {"code": code, "message": message}}, status,
+                     headers)
+
+
+def _response(body: Any, status: int, headers: dict[str, str]) -> flask.Response:
+    response = flask.jsonify(body) if body is not None else flask.Response(status=status)
+    response.status_code = status
+    response.headers.update(headers)
+    return response
+
+
+def _validation_message(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "body"
+    return f"{where}: {first['msg']}"

@@ -1,0 +1,112 @@
+"""Presign use case: register a batch's files and hand back one presigned PUT per file."""
+
+import secrets
+import time
+import unicodedata
+from datetime import UTC, datetime, timedelta
+from pathlib import PurePosixPath
+from typing import Any
+
+from . import batch_view, database, storage
+from .clients import Clients
+from .errors import RequestError
+from .layout import is_symbol
+from .models import FileSpec, NewFile, PresignRequest
+from .settings import Settings
+
+CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+BATCH_ID_LENGTH = 28  # "b_" + 26 characters: 48 bits of time, 80 random bits
+MAX_NAME_BYTES = 1024
+SAFE_STEM_CHARS = 80
+UPLOAD_CONTENT_TYPE = "text/csv"
+
+
+def new_batch_id() -> str:
+    """Sortable by creation time and unguessable (80 random bits), like a ULID."""
+    value = (int(time.time() * 1000) << 80) | secrets.randbits(80)
+    return "b_" + "".join(CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
+
+
+def is_batch_id(value: str) -> bool:
+    return (len(value) == BATCH_ID_LENGTH and value.startswith("b_")
+            and all(c in CROCKFORD for c in value[2:]))
+
+
+def safe_name(name: str) -> str:
+    """A key segment made only of [A-Za-z0-9._-] that keeps the extension; never a path."""
+    base = PurePosixPath(name.replace("\\", "/")).name
+    ascii_name = unicodedata.normalize("NFKD", base).encode("ascii", "ignore").decode()
+    cleaned = "".join(c if c.isalnum() or c in "._-" else "_" for c in ascii_name).strip("._")
+    stem, dot, ext = cleaned.rpartition(".")
+    if not dot:
+        stem, ext = cleaned, ""
+    return (stem[:SAFE_STEM_CHARS] or "file") + (f".{ext[:10]}" if ext else "")
+
+
+def presign(clients: Clients, body: PresignRequest) -> dict[str, Any]:
+    settings = clients.settings
+    if len(body.files) > settings.max_files_per_batch:
+        raise RequestError("TOO_MANY_FILES",
+                           f"At most {settings.max_files_per_batch} files per batch.")
+    for spec in body.files:
+        _check(spec, settings)
+    if body.batch_id is not None and not is_batch_id(body.batch_id):
+        raise RequestError("INVALID_BATCH_ID", "batchId is not a batch id.")
+    batch_id = body.batch_id or new_batch_id()
+    expires_at = datetime.now(UTC).replace(microsecond=0) + timedelta(
+        seconds=settings.presign_expiry_seconds)
+    new_files = database.add_files(
+        clients.pool, batch_id, body.batch_id is None, expires_at,
+        settings.max_files_per_batch,
+        lambda position, spec: _new_file(batch_id, position, spec), body.files,
+    )
+    batch = database.get_batch(clients.pool, batch_id)
+    assert batch is not None
+    batch_view.put_batch(clients.redis, settings.redis_key_prefix, batch)
+    expires = timedelta(seconds=settings.presign_expiry_seconds)
+    return {
+        "batchId": batch_id,
+        "expiresAt": expires_at.isoformat().replace("+00:00", "Z"),
+        "uploadUrls": [
+            {
+                "fileName": f.file_name,
+                "objectKey": f.object_key,
+                "uploadUrl": storage.presigned_put(
+                    clients.signer, settings.s3_bucket, f.object_key, expires),
+                "method": "PUT",
+                "headers": {"Content-Type": UPLOAD_CONTENT_TYPE},
+            }
+            for f in new_files
+        ],
+    }
+
+
+def _check(spec: FileSpec, settings: Settings) -> None:
+    name = spec.name
+    if not name or not name.strip():
+        raise RequestError("INVALID_FILE_NAME", "A file name is empty.")
+    if len(name.encode("utf-8")) > MAX_NAME_BYTES:
+        raise RequestError("INVALID_FILE_NAME", f"File name longer than {MAX_NAME_BYTES} bytes.")
+    if "\x00" in name:
+        raise RequestError("INVALID_FILE_NAME", "A file name contains a NUL character.")
+    extension = PurePosixPath(name.replace("\\", "/")).suffix.lower()
+    if extension not in settings.allowed_extensions:
+        raise RequestError(
+            "UNSUPPORTED_FILE_TYPE",
+            f"{name[:100]!r}: extension must be one of {', '.join(settings.allowed_extensions)}.",
+        )
+    if spec.size is not None and spec.size > settings.max_file_bytes:
+        raise RequestError("FILE_TOO_LARGE",
+                           f"{name[:100]!r} is larger than {settings.max_file_bytes} bytes.")
+    if spec.ticker is not None and not is_symbol(spec.ticker.strip().upper()):
+        raise RequestError("INVALID_TICKER", f"{spec.ticker[:40]!r} is not a plausible symbol.")
+
+
+def _new_file(batch_id: str, position: int, spec: FileSpec) -> NewFile:
+    return NewFile(
+        object_key=f"uploads/{batch_id}/{position:04d}_{safe_name(spec.name)}",
+        file_name=spec.name,
+        content_type=UPLOAD_CONTENT_TYPE,
+        ticker_hint=spec.ticker.strip().upper() if spec.ticker else None,
+        declared_size=spec.size,
+    )

@@ -1,0 +1,116 @@
+"""process-file use case: one uploaded object in, its rows in PostgreSQL exactly once.
+
+Retry contract: TransientError propagates (the entry point answers 5xx and the sender redelivers);
+a file that can never load is recorded as FAILED with its cause, and the event is acknowledged.
+"""
+
+import logging
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Literal
+
+from . import batch_view, database, layout, storage
+from .clients import Clients
+from .errors import FileRejectedError
+from .events import ObjectCreated
+from .models import FileRecord
+from .reader import ParsedFile
+
+log = logging.getLogger("ingest")
+Outcome = Literal["completed", "failed", "duplicate", "ignored"]
+
+
+def handle_uploads(clients: Clients, uploads: list[ObjectCreated]) -> list[Outcome]:
+    return [
+        process_object(clients, upload.key, upload.etag, upload.event_time)
+        if upload.bucket == clients.settings.s3_bucket else "ignored"
+        for upload in uploads
+    ]
+
+
+def process_object(clients: Clients, key: str, event_etag: str | None = None,
+                   event_time: datetime | None = None) -> Outcome:
+    """Process the object's current version once; later calls for that version do nothing."""
+    batch_id = upload_batch(key)
+    if batch_id is None:
+        return "ignored"
+    settings = clients.settings
+    record = database.ensure_file(
+        clients.pool, key, batch_id, key.rsplit("/", 1)[-1],
+        datetime.now(UTC) + timedelta(seconds=settings.presign_expiry_seconds),
+    )
+    stored = storage.stat(clients.store, settings.s3_bucket, key)
+    if stored is None:
+        if record.finished:
+            return _publish(clients, record, "duplicate")
+        return _fail(clients, record, None, "The uploaded object no longer exists.")
+    if record.finished and record.etag == stored.etag:
+        return _publish(clients, record, "duplicate")
+    # A stale event (the object was overwritten since) takes the current version's upload time.
+    uploaded_at = event_time if event_time and event_etag == stored.etag else stored.last_modified
+    database.mark_processing(clients.pool, key)
+    batch_view.put_file(clients.redis, settings.redis_key_prefix, batch_id,
+                        batch_view.entry(record, status="PROCESSING"))
+    try:
+        if stored.size > settings.max_file_bytes:
+            raise FileRejectedError(
+                f"The file is {stored.size} bytes, over the limit of {settings.max_file_bytes}.")
+        with tempfile.TemporaryDirectory(prefix="ingest-") as workdir:
+            parsed = _parse(clients, record, Path(workdir))
+            rejects_key = _store_rejects(clients, record, parsed)
+            loaded = database.load_file(
+                clients.pool, record, stored.etag, uploaded_at, parsed.rows_csv, parsed.tickers,
+                parsed.rows_rejected, rejects_key,
+            )
+    except FileRejectedError as error:
+        return _fail(clients, record, stored.etag, str(error))
+    return _publish(clients, record, "completed" if loaded else "duplicate")
+
+
+def upload_batch(key: str) -> str | None:
+    """The batch an object key belongs to, or None for keys outside uploads/<batchId>/."""
+    parts = key.split("/")
+    if len(parts) < 3 or parts[0] != "uploads" or not parts[1] or not parts[-1]:
+        return None
+    return parts[1]
+
+
+def _parse(clients: Clients, record: FileRecord, workdir: Path) -> ParsedFile:
+    settings = clients.settings
+    found = layout.detect(storage.head(clients.store, settings.s3_bucket, record.object_key))
+    ticker = None
+    if "ticker" not in found.columns:
+        ticker = record.ticker_hint or layout.ticker_from_name(record.file_name)
+        if ticker is None:
+            raise FileRejectedError(
+                "No ticker: the file has no ticker column, none was given at upload, and the "
+                f"file name {record.file_name!r} does not start with a plausible symbol.")
+    url = f"s3://{settings.s3_bucket}/{record.object_key}"
+    return clients.reader.read(url, found, ticker, workdir)
+
+
+def _store_rejects(clients: Clients, record: FileRecord, parsed: ParsedFile) -> str | None:
+    if parsed.rejects_csv is None:
+        return None
+    key = "rejects/" + record.object_key.removeprefix("uploads/")
+    storage.upload_file(clients.store, clients.settings.s3_bucket, key, parsed.rejects_csv,
+                        "text/csv")
+    return key
+
+
+def _fail(clients: Clients, record: FileRecord, etag: str | None, error: str) -> Outcome:
+    recorded = database.fail_file(clients.pool, record, etag, error)
+    return _publish(clients, record, "failed" if recorded else "duplicate")
+
+
+def _publish(clients: Clients, record: FileRecord, outcome: Outcome) -> Outcome:
+    """Project the ledger's row into the Redis view; safe to repeat."""
+    current = database.get_file(clients.pool, record.object_key)
+    assert current is not None
+    batch_view.put_file(clients.redis, clients.settings.redis_key_prefix, current.batch_id,
+                        batch_view.entry(current))
+    log.info("file %s", outcome, extra={"batchId": current.batch_id,
+                                         "objectKey": current.object_key, "etag": current.etag,
+                                         "outcome": outcome})
+    return outcome

@@ -1,0 +1,71 @@
+"""Configuration, read once per process from the environment (names fixed by the contract)."""
+
+from typing import Annotated
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+CommaList = Annotated[tuple[str, ...], NoDecode]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, frozen=True)
+
+    database_url: str
+    database_schema: str = "public"
+    database_pool_size: int = Field(default=8, ge=1)
+    database_timeout_seconds: float = Field(default=10.0, gt=0)
+
+    redis_url: str
+    redis_key_prefix: str = "ingest:"
+
+    s3_endpoint: str
+    s3_public_endpoint: str = ""
+    s3_access_key: str = ""
+    s3_secret_key: str = ""
+    s3_region: str = "us-east-1"
+    s3_bucket: str = "seasonality-uploads"
+    presign_expiry_seconds: int = Field(default=3600, ge=1, le=7 * 24 * 3600)
+
+    api_tokens: CommaList = ()
+    auth_disabled: bool = False
+    webhook_token: str = ""
+    cors_origins: CommaList = ()
+
+    max_files_per_batch: int = Field(default=1000, ge=1)
+    max_file_bytes: int = Field(default=104_857_600, ge=1)
+    allowed_extensions: CommaList = (".csv", ".txt", ".tsv")
+    max_request_bytes: int = Field(default=1_048_576, ge=1024)
+
+    process_file_url: str = ""
+    duckdb_memory_limit: str = "512MB"
+
+    @field_validator("api_tokens", "cors_origins", "allowed_extensions", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(item.strip() for item in value.split(",") if item.strip())
+        return value
+
+    @field_validator("allowed_extensions")
+    @classmethod
+    def _dotted_lower(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(ext.lower() if ext.startswith(".") else f".{ext.lower()}" for ext in value)
+
+    @field_validator("s3_endpoint", "s3_public_endpoint")
+    @classmethod
+    def _endpoint_has_scheme(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _schema_is_identifier(self) -> "Settings":
+        if not self.database_schema.isidentifier():
+            raise ValueError("DATABASE_SCHEMA must be a plain SQL identifier")
+        return self
+
+    @property
+    def presign_endpoint(self) -> str:
+        """Where browsers reach the object store; URLs are signed for this host."""
+        return self.s3_public_endpoint or self.s3_endpoint

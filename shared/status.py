@@ -1,0 +1,95 @@
+"""Status use cases: the batch's progress (from the Redis view, rebuilt from the ledger when
+missing), retry of failed files, and processing of landed objects whose event never came."""
+
+from datetime import timedelta
+from typing import Any
+
+from . import batch_view, database, storage
+from .clients import Clients
+from .dispatch import hand_over
+from .errors import NotFoundError
+from .models import BatchRecord, ProcessRequest
+
+REJECTS_URL_EXPIRY = timedelta(hours=24)
+
+
+def batch_status(clients: Clients, batch_id: str) -> dict[str, Any]:
+    settings = clients.settings
+    view = batch_view.read_batch(clients.redis, settings.redis_key_prefix, batch_id)
+    if view is None or "createdAt" not in view[0]:
+        batch_view.put_batch(clients.redis, settings.redis_key_prefix, _ledger(clients, batch_id))
+        view = batch_view.read_batch(clients.redis, settings.redis_key_prefix, batch_id)
+        assert view is not None
+    meta, entries = view
+    counts = {s: sum(1 for e in entries if e["status"] == s)
+              for s in ("PENDING", "PROCESSING", "COMPLETED", "FAILED")}
+    total, done, failed = len(entries), counts["COMPLETED"], counts["FAILED"]
+    return {
+        "batchId": batch_id,
+        "status": _batch_state(total, done, failed),
+        "progress": round(100.0 * (done + failed) / total, 2) if total else 0.0,
+        "total": total,
+        "processed": done,
+        "failed": failed,
+        "rowsLoaded": sum(e["rowsLoaded"] for e in entries),
+        "rowsRejected": sum(e["rowsRejected"] for e in entries),
+        "createdAt": meta["createdAt"],
+        "updatedAt": meta.get("updatedAt", meta["createdAt"]),
+        "queue": {"waiting": counts["PENDING"], "active": counts["PROCESSING"],
+                  "completed": done, "failed": failed},
+        "files": [_file(clients, e) for e in entries],
+    }
+
+
+def retry_failed(clients: Clients, batch_id: str) -> dict[str, Any]:
+    """Process the batch's failed files again from the stored objects."""
+    batch = _ledger(clients, batch_id)
+    retried = database.reset_failed(clients.pool, batch_id)
+    batch_view.put_batch(clients.redis, clients.settings.redis_key_prefix,
+                         _ledger(clients, batch.batch_id))
+    hand_over(clients, (f.object_key for f in retried))
+    return {"batchId": batch_id, "retried": len(retried)}
+
+
+def process_landed(clients: Clients, body: ProcessRequest) -> dict[str, Any]:
+    """Process listed objects that landed but whose event never arrived (never twice)."""
+    batch = _ledger(clients, body.batch_id)
+    wanted = set(body.object_keys)
+    waiting = [f.object_key for f in batch.files
+               if not f.finished and (not wanted or f.object_key in wanted)]
+    queued = hand_over(clients, waiting)
+    return {"batchId": batch.batch_id, "status": "PROCESSING",
+            "message": f"{queued} landed file(s) not yet processed were queued for processing."}
+
+
+def _ledger(clients: Clients, batch_id: str) -> BatchRecord:
+    batch = database.get_batch(clients.pool, batch_id)
+    if batch is None:
+        raise NotFoundError("BATCH_NOT_FOUND", f"Batch {batch_id!r} was not found.")
+    return batch
+
+
+def _batch_state(total: int, done: int, failed: int) -> str:
+    if done + failed == 0:
+        return "PENDING"
+    if done + failed < total:
+        return "PROCESSING"
+    if failed == 0:
+        return "COMPLETED"
+    return "FAILED" if done == 0 else "PARTIAL"
+
+
+def _file(clients: Clients, entry: dict[str, Any]) -> dict[str, Any]:
+    rejects_key = entry.get("rejectsKey")
+    return {
+        "fileName": entry["fileName"],
+        "objectKey": entry["objectKey"],
+        "status": entry["status"],
+        "tickers": entry["tickers"],
+        "rowsLoaded": entry["rowsLoaded"],
+        "rowsRejected": entry["rowsRejected"],
+        "error": entry["error"],
+        "rejectsUrl": storage.presigned_get(clients.signer, clients.settings.s3_bucket,
+                                            rejects_key, REJECTS_URL_EXPIRY)
+        if rejects_key else None,
+    }

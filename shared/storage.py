@@ -1,0 +1,103 @@
+"""The object store, through the plain S3 API (MinIO, or any S3-compatible store)."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+import urllib3
+from minio import Minio
+from minio.error import S3Error
+
+from .errors import TransientError
+from .settings import Settings
+
+HEAD_BYTES = 65536
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    etag: str
+    size: int
+    last_modified: datetime
+
+
+def client(settings: Settings, endpoint: str) -> Minio:
+    """A client for one endpoint; `region=` lets it presign without a network call."""
+    url = urlsplit(endpoint)
+    return Minio(
+        url.netloc,
+        access_key=settings.s3_access_key,
+        secret_key=settings.s3_secret_key,
+        secure=url.scheme == "https",
+        region=settings.s3_region,
+        http_client=urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=5, read=60),
+            retries=urllib3.Retry(total=2, backoff_factor=0.2, status_forcelist=(502, 503, 504)),
+            maxsize=16,
+        ),
+    )
+
+
+def presigned_put(signer: Minio, bucket: str, key: str, expires: timedelta) -> str:
+    return signer.presigned_put_object(bucket, key, expires=expires)
+
+
+def presigned_get(signer: Minio, bucket: str, key: str, expires: timedelta) -> str:
+    return signer.presigned_get_object(bucket, key, expires=expires)
+
+
+def stat(store: Minio, bucket: str, key: str) -> StoredObject | None:
+    """The object's current version, or None when there is no such object."""
+    try:
+        found = _guard(lambda: store.stat_object(bucket, key))
+    except S3Error as error:
+        if error.code in ("NoSuchKey", "NoSuchObject", "NotFound", "ResourceNotFound"):
+            return None
+        raise
+    assert found.last_modified is not None
+    return StoredObject(
+        key=key, etag=(found.etag or "").strip('"'), size=found.size or 0,
+        last_modified=found.last_modified,
+    )
+
+
+def head(store: Minio, bucket: str, key: str, length: int = HEAD_BYTES) -> bytes:
+    """The first bytes of an object, enough to decide encoding, delimiter and header."""
+    def read() -> bytes:
+        response = store.get_object(bucket, key, offset=0, length=length)
+        try:
+            return response.read()
+        finally:
+            response.close()
+            response.release_conn()
+
+    return _guard(read)
+
+
+def upload_file(store: Minio, bucket: str, key: str, path: Path, content_type: str) -> None:
+    _guard(lambda: store.fput_object(bucket, key, str(path), content_type=content_type))
+
+
+def ensure_bucket(store: Minio, bucket: str) -> None:
+    if not _guard(lambda: store.bucket_exists(bucket)):
+        _guard(lambda: store.make_bucket(bucket))
+
+
+def list_objects(store: Minio, bucket: str, prefix: str) -> list[StoredObject]:
+    return _guard(lambda: [
+        StoredObject(key=o.object_name or "", etag=(o.etag or "").strip('"'), size=o.size or 0,
+                     last_modified=o.last_modified or datetime.min)
+        for o in store.list_objects(bucket, prefix=prefix, recursive=True)
+    ])
+
+
+def _guard(call: Callable[[], T]) -> T:
+    try:
+        return call()
+    except (urllib3.exceptions.HTTPError, OSError) as error:
+        raise TransientError(f"object store unavailable: {type(error).__name__}") from error
