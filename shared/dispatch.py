@@ -1,16 +1,17 @@
-"""Hand stored objects to process-file when no upload event will do it (bulk/process, retry).
+"""Hand stored objects to processing when no upload event will (bulk/process, retry).
 
 With PROCESS_FILE_URL set, each object goes to the process-file function as a MinIO-format
-notification, so the platform scales and retries it like any upload; without it, the object is
-processed in this process, in the background.
+notification, so the platform scales it like any upload; without it, the object is processed
+in this process, in the background. Either way the ledger's claim keeps it to one load.
 """
 
 import json
 import logging
+import time
 import urllib.request
 from collections.abc import Iterable
 
-from . import storage
+from . import database, storage
 from .clients import Clients
 from .events import minio_notification
 from .process import process_object
@@ -18,33 +19,45 @@ from .process import process_object
 log = logging.getLogger("ingest")
 
 
-def hand_over(clients: Clients, object_keys: Iterable[str]) -> int:
-    """Queue every key whose object has landed; returns how many were queued."""
+def hand_over(clients: Clients, object_keys: Iterable[str], grace_seconds: float = 0) -> int:
+    """Queue every key whose object has landed; returns how many were queued.
+
+    After `grace_seconds` a key is processed only if its upload event has still not started
+    it, so a caller racing the events does not make every file be read twice.
+    """
     settings = clients.settings
     landed = [
         found for key in object_keys
         if (found := storage.stat(clients.store, settings.s3_bucket, key)) is not None
     ]
-    for found in landed:
-        clients.background.submit(_deliver, clients, found)
+    if landed:
+        clients.background.submit(_deliver_all, clients, landed, grace_seconds)
     return len(landed)
+
+
+def _deliver_all(clients: Clients, landed: list[storage.StoredObject], grace: float) -> None:
+    time.sleep(grace)
+    for found in landed:
+        try:
+            record = database.get_file(clients.pool, found.key)
+            if grace and record is not None and record.status != "PENDING":
+                continue
+            _deliver(clients, found)
+        except Exception:  # a background task has no caller: log, and leave the ledger as is
+            log.exception("hand-over of %s failed", found.key)
 
 
 def _deliver(clients: Clients, found: storage.StoredObject) -> None:
     settings = clients.settings
-    try:
-        if not settings.process_file_url:
-            process_object(clients, found.key)
-            return
-        body = minio_notification(settings.s3_bucket, found.key, found.etag, found.size,
-                                  found.last_modified)
-        request = urllib.request.Request(
-            settings.process_file_url, data=json.dumps(body).encode(), method="POST",
-            headers={"Content-Type": "application/json",
-                     **({"Authorization": f"Bearer {settings.webhook_token}"}
-                        if settings.webhook_token else {})},
-        )
-        with urllib.request.urlopen(request, timeout=600) as response:
-            response.read()
-    except Exception:  # a background task has no caller: log, and leave the ledger as it is
-        log.exception("hand-over of %s failed", found.key)
+    if not settings.process_file_url:
+        process_object(clients, found.key)
+        return
+    body = minio_notification(settings.s3_bucket, found.key, found.etag, found.size,
+                              found.last_modified)
+    headers = {"Content-Type": "application/json"}
+    if settings.webhook_token:
+        headers["Authorization"] = f"Bearer {settings.webhook_token}"
+    request = urllib.request.Request(settings.process_file_url, data=json.dumps(body).encode(),
+                                     method="POST", headers=headers)
+    with urllib.request.urlopen(request, timeout=600) as response:
+        response.read()

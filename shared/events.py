@@ -69,7 +69,7 @@ def _records(notification: Any) -> list[Mapping[str, Any]]:
 
 def _upload(record: Mapping[str, Any]) -> ObjectCreated | None:
     name = str(record.get("eventName", ""))
-    if not name.removeprefix("s3:").startswith(UPLOAD_EVENTS):
+    if name.removeprefix("s3:") not in UPLOAD_EVENTS:
         return None
     try:
         s3 = record["s3"]

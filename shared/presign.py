@@ -34,13 +34,14 @@ def is_batch_id(value: str) -> bool:
 
 def safe_name(name: str) -> str:
     """A key segment made only of [A-Za-z0-9._-] that keeps the extension; never a path."""
-    base = PurePosixPath(name.replace("\\", "/")).name
-    ascii_name = unicodedata.normalize("NFKD", base).encode("ascii", "ignore").decode()
-    cleaned = "".join(c if c.isalnum() or c in "._-" else "_" for c in ascii_name).strip("._")
-    stem, dot, ext = cleaned.rpartition(".")
-    if not dot:
-        stem, ext = cleaned, ""
+    base = PurePosixPath(name.replace("\\", "/"))
+    stem, ext = _ascii_word(base.stem), _ascii_word(base.suffix)
     return (stem[:SAFE_STEM_CHARS] or "file") + (f".{ext[:10]}" if ext else "")
+
+
+def _ascii_word(text: str) -> str:
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in ascii_text).strip("._")
 
 
 def presign(clients: Clients, body: PresignRequest) -> dict[str, Any]:

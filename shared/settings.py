@@ -9,7 +9,9 @@ CommaList = Annotated[tuple[str, ...], NoDecode]
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="", case_sensitive=False, frozen=True, extra="ignore"
+    )
 
     database_url: str
     database_schema: str = "public"
@@ -38,6 +40,7 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(default=1_048_576, ge=1024)
 
     process_file_url: str = ""
+    event_grace_seconds: float = Field(default=30.0, ge=0)
     duckdb_memory_limit: str = "512MB"
 
     @field_validator("api_tokens", "cors_origins", "allowed_extensions", mode="before")

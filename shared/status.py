@@ -57,9 +57,10 @@ def process_landed(clients: Clients, body: ProcessRequest) -> dict[str, Any]:
     wanted = set(body.object_keys)
     waiting = [f.object_key for f in batch.files
                if not f.finished and (not wanted or f.object_key in wanted)]
-    queued = hand_over(clients, waiting)
+    queued = hand_over(clients, waiting, clients.settings.event_grace_seconds)
     return {"batchId": batch.batch_id, "status": "PROCESSING",
-            "message": f"{queued} landed file(s) not yet processed were queued for processing."}
+            "message": f"{queued} landed file(s) not yet processed will be processed if their"
+                       " upload event does not arrive first."}
 
 
 def _ledger(clients: Clients, batch_id: str) -> BatchRecord:
