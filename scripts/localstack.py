@@ -173,7 +173,7 @@ def services(stack: ExitStack) -> dict[str, str]:
     return env
 
 
-def start_stack(stack: ExitStack, env: dict[str, str]) -> dict[str, str]:
+def start_stack(stack: ExitStack, env: dict[str, str], log_dir: Path) -> dict[str, str]:
     """Migrate, create the bucket, start the three functions; returns their URLs."""
     from shared import storage
     from shared.settings import Settings
@@ -184,7 +184,6 @@ def start_stack(stack: ExitStack, env: dict[str, str]) -> dict[str, str]:
     storage.ensure_bucket(storage.client(settings, settings.s3_endpoint), settings.s3_bucket)
     ports = {name: free_port() for name in FUNCTIONS}
     env["PROCESS_FILE_URL"] = f"http://127.0.0.1:{ports['process-file']}/"
-    log_dir = LOCAL / "logs"
     return {name: start_function(stack, name, port, env, log_dir) for name, port in ports.items()}
 
 
@@ -278,7 +277,7 @@ def main() -> int:
     sys.path.insert(0, str(ROOT))
     with ExitStack() as stack:
         env = services(stack)
-        urls = start_stack(stack, env)
+        urls = start_stack(stack, env, LOCAL / "logs")
         relay = WebhookRelay(env, urls["process-file"])
         relay.start()
         stack.callback(relay.stop)

@@ -22,7 +22,8 @@ def test_header_names_are_normalised(raw: str, name: str) -> None:
 
 
 def test_canonical_header_in_any_case() -> None:
-    layout = detect(b"DATE,ticker,Open,HIGH,low,Close,Volume,OpenInterest\n2024-01-02,A,1,2,1,2,3,4\n")
+    layout = detect(b"DATE,ticker,Open,HIGH,low,Close,Volume,OpenInterest\n"
+                    b"2024-01-02,A,1,2,1,2,3,4\n")
     assert layout.delimiter == ","
     assert layout.columns == {"date": 0, "ticker": 1, "open": 2, "high": 3, "low": 4, "close": 5,
                               "volume": 6, "open_interest": 7}

@@ -7,7 +7,8 @@ from shared.settings import Settings
 @pytest.mark.parametrize(("name", "safe"), [
     ("AAPL.csv", "AAPL.csv"), ("INFY Historical Data.csv", "INFY_Historical_Data.csv"),
     ("../../etc/passwd.csv", "passwd.csv"), ("/abs/x.csv", "x.csv"), ("a\\b\\c.txt", "c.txt"),
-    ("Zürich Öl.csv", "Zurich_Ol.csv"), ("\u202eevil\u202c.csv", "evil.csv"), ("....csv", "file.csv"),
+    ("Zürich Öl.csv", "Zurich_Ol.csv"), ("\u202eevil\u202c.csv", "evil.csv"),
+    ("....csv", "file.csv"),
     ("it's \"q\";--.csv", "it_s__q__--.csv"), ("a\r\nb.csv", "a__b.csv"),
 ])
 def test_safe_names_never_leave_the_batch_folder(name: str, safe: str) -> None:

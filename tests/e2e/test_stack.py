@@ -1,0 +1,132 @@
+"""End to end over real processes: moto's S3 server, PostgreSQL, Redis and the three functions
+started with the functions-framework CLI, exactly as deployed."""
+
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+import pytest
+import requests
+
+from tests.conftest import API_TOKEN, free_port
+from tests.helpers import (
+    ROOT,
+    binary_cloudevent,
+    ohlcv_csv,
+    put,
+    raw_webhook,
+    structured_cloudevent,
+    webhook,
+)
+
+sys.path.insert(0, str(ROOT / "scripts"))
+import localstack  # noqa: E402
+
+pytestmark = pytest.mark.e2e
+AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
+FILES = 24
+ROWS = 40
+
+
+@pytest.fixture(scope="module")
+def stack(environment: dict[str, str], tmp_path_factory: pytest.TempPathFactory,
+          ) -> Iterator[tuple[dict[str, str], dict[str, str]]]:
+    with ExitStack() as exits:
+        env = {**environment, "S3_ENDPOINT": localstack.start_moto(exits, free_port()),
+               "WEBHOOK_TOKEN": "hook-token", "EVENT_GRACE_SECONDS": "0"}
+        urls = localstack.start_stack(exits, env, tmp_path_factory.mktemp("logs"))
+        yield env, urls
+
+
+def _deliver(url: str, headers: dict[str, str], body: bytes) -> None:
+    answer = requests.post(url, data=body, headers={**headers,
+                                                    "Authorization": "Bearer hook-token"},
+                           timeout=60)
+    assert answer.status_code == 204, answer.text
+
+
+def _status(urls: dict[str, str], batch_id: str) -> dict[str, Any]:
+    answer = requests.get(f"{urls['status']}/batch/{batch_id}/status", headers=AUTH, timeout=10)
+    assert answer.status_code == 200
+    return dict(answer.json()["data"])
+
+
+def _snapshot(database_url: str, tickers: list[str]) -> list[tuple[Any, ...]]:
+    with psycopg.connect(database_url) as conn:
+        return conn.execute(
+            "SELECT t.symbol, d.date, d.open, d.high, d.low, d.close, d.volume, d.open_interest,"
+            " d.xmin::text FROM seasonality_data d JOIN tickers t ON t.id = d.ticker_id"
+            " WHERE t.symbol = ANY(%s) ORDER BY 1, 2", (tickers,)).fetchall()
+
+
+def test_batch_through_the_running_stack_and_redelivery_changes_nothing(
+        stack: tuple[dict[str, str], dict[str, str]]) -> None:
+    env, urls = stack
+    # GIVEN a batch of files presigned through the API and uploaded with PUT
+    names = [f"E2E{i:03d}.csv" for i in range(FILES)]
+    answer = requests.post(f"{urls['presign']}/bulk", headers=AUTH, timeout=30,
+                           json={"files": [{"name": n, "size": 1} for n in names]})
+    assert answer.status_code == 200
+    batch = answer.json()["data"]
+    assert _status(urls, batch["batchId"])["status"] == "PENDING"
+    notifications = []
+    for index, upload in enumerate(batch["uploadUrls"]):
+        body = ohlcv_csv(None, ROWS, start=index, price="101.25")
+        put(upload, body)
+        from minio import Minio
+        stat = Minio(env["S3_ENDPOINT"].removeprefix("http://"), "testing", "testing",
+                     secure=False, region="us-east-1").stat_object(env["S3_BUCKET"],
+                                                                    upload["objectKey"])
+        notifications.append(webhook(env["S3_BUCKET"], upload["objectKey"], stat.etag or "",
+                                     stat.size or 0))
+    # WHEN MinIO delivers one webhook per object
+    for notification in notifications:
+        _deliver(urls["process-file"], *raw_webhook(notification))
+    # THEN the batch is complete, with every row and exact decimals
+    deadline = time.monotonic() + 60
+    while (state := _status(urls, batch["batchId"]))["status"] != "COMPLETED":
+        assert time.monotonic() < deadline, state
+        time.sleep(0.2)
+    assert (state["total"], state["processed"], state["failed"]) == (FILES, FILES, 0)
+    assert state["rowsLoaded"] == FILES * ROWS and state["progress"] == 100.0
+    assert state["queue"] == {"waiting": 0, "active": 0, "completed": FILES, "failed": 0}
+    tickers = [n.removesuffix(".csv") for n in names]
+    rows = _snapshot(env["DATABASE_URL"], tickers)
+    assert len(rows) == FILES * ROWS
+    first = next(r for r in rows if r[0] == "E2E003" and str(r[1]) == "2020-01-04")
+    assert first[2:8] == (Decimal("101.25"), Decimal("151.25"), Decimal("1.5"),
+                          Decimal("101.28"), Decimal("1003"), Decimal("0"))
+
+    # WHEN every event is delivered again, in all three forms
+    for notification in notifications:
+        for form in (raw_webhook, binary_cloudevent, structured_cloudevent):
+            _deliver(urls["process-file"], *form(notification))
+    # THEN nothing changes: not a row, not a counter, not a tuple version
+    assert _snapshot(env["DATABASE_URL"], tickers) == rows
+    again = _status(urls, batch["batchId"])
+    assert {k: v for k, v in again.items() if k != "updatedAt"} == \
+        {k: v for k, v in state.items() if k != "updatedAt"}
+
+
+def test_bulk_process_picks_up_a_file_whose_event_never_came(
+        stack: tuple[dict[str, str], dict[str, str]]) -> None:
+    env, urls = stack
+    answer = requests.post(f"{urls['presign']}/bulk", headers=AUTH, timeout=30,
+                           json={"files": [{"name": "LOST.csv"}, {"name": "NEVER.csv"}]})
+    batch = answer.json()["data"]
+    put(batch["uploadUrls"][0], ohlcv_csv(None, 3))
+    done = requests.post(f"{urls['presign']}/bulk/process", headers=AUTH, timeout=30,
+                         json={"batchId": batch["batchId"],
+                               "objectKeys": [u["objectKey"] for u in batch["uploadUrls"]]})
+    assert done.status_code == 200 and done.json()["data"]["status"] == "PROCESSING"
+    deadline = time.monotonic() + 30
+    while _status(urls, batch["batchId"])["processed"] != 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    state = _status(urls, batch["batchId"])
+    assert [f["status"] for f in state["files"]] == ["COMPLETED", "PENDING"]
+    assert state["status"] == "PROCESSING" and state["rowsLoaded"] == 3
