@@ -11,7 +11,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from .errors import NotFoundError, RequestError, TransientError
+from .errors import FileRejectedError, NotFoundError, RequestError, TransientError
 from .models import BatchRecord, FileRecord, NewFile
 from .settings import Settings
 
@@ -127,6 +127,17 @@ def load_file(pool: ConnectionPool, record: FileRecord, etag: str, uploaded_at: 
               staged_csv: Path, tickers: list[str], rows_rejected: int,
               rejects_key: str | None) -> bool:
     """Load a parsed file all or nothing; False when this version was already finished."""
+    try:
+        return _load(pool, record, etag, uploaded_at, staged_csv, tickers, rows_rejected,
+                     rejects_key)
+    except psycopg.errors.DataError as error:  # a value the reader let through; not retryable
+        cause = error.diag.message_primary
+        raise FileRejectedError(f"A value cannot be stored: {cause}") from error
+
+
+def _load(pool: ConnectionPool, record: FileRecord, etag: str, uploaded_at: datetime,
+          staged_csv: Path, tickers: list[str], rows_rejected: int,
+          rejects_key: str | None) -> bool:
     with transaction(pool) as conn:
         # The claim is the conditional write that makes redelivery harmless: a concurrent
         # duplicate blocks on this row and then finds it finished.
