@@ -244,6 +244,15 @@ def get_batch(pool: ConnectionPool, batch_id: str) -> BatchRecord | None:
     )
 
 
+def count_waiting(pool: ConnectionPool) -> int:
+    """Files registered but not finished: what the processing queue still holds."""
+    with transaction(pool) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM ingest_files WHERE status IN ('PENDING', 'PROCESSING')"
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def reset_failed(pool: ConnectionPool, batch_id: str) -> list[FileRecord]:
     """Put the batch's failed files back to PENDING so they can be processed again."""
     with transaction(pool) as conn, conn.cursor(row_factory=dict_row) as cur:

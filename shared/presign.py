@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import PurePosixPath
 from typing import Any
 
-from . import batch_view, database, storage
+from . import batch_view, database, observability, storage
 from .clients import Clients
 from .errors import RequestError
 from .layout import is_symbol
@@ -61,6 +61,7 @@ def presign(clients: Clients, body: PresignRequest) -> dict[str, Any]:
         settings.max_files_per_batch,
         lambda position, spec: _new_file(batch_id, position, spec), body.files,
     )
+    observability.FILES_UPLOADED.inc(len(new_files))
     batch = database.get_batch(clients.pool, batch_id)
     assert batch is not None
     batch_view.put_batch(clients.redis, settings.redis_key_prefix, batch)

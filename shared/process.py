@@ -6,11 +6,12 @@ a file that can never load is recorded as FAILED with its cause, and the event i
 
 import logging
 import tempfile
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
-from . import batch_view, database, layout, storage
+from . import batch_view, database, layout, observability, storage
 from .clients import Clients
 from .errors import FileRejectedError
 from .events import ObjectCreated
@@ -22,11 +23,23 @@ Outcome = Literal["completed", "failed", "duplicate", "ignored"]
 
 
 def handle_uploads(clients: Clients, uploads: list[ObjectCreated]) -> list[Outcome]:
-    return [
-        process_object(clients, upload.key, upload.etag, upload.event_time)
-        if upload.bucket == clients.settings.s3_bucket else "ignored"
-        for upload in uploads
-    ]
+    return [_timed(clients, upload) for upload in uploads]
+
+
+def _timed(clients: Clients, upload: ObjectCreated) -> Outcome:
+    started = time.monotonic()
+    outcome: Outcome | Literal["transient"] = "transient"
+    try:
+        outcome = (process_object(clients, upload.key, upload.etag, upload.event_time)
+                   if upload.bucket == clients.settings.s3_bucket else "ignored")
+        return outcome
+    finally:
+        seconds = time.monotonic() - started
+        if outcome in ("completed", "failed"):
+            observability.PROCESSING_SECONDS.observe(seconds)
+        log.info("event %s", outcome, extra={
+            "batchId": upload_batch(upload.key), "objectKey": upload.key, "etag": upload.etag,
+            "outcome": outcome, "durationMs": round(seconds * 1000, 1)})
 
 
 def process_object(clients: Clients, key: str, event_etag: str | None = None,
@@ -110,7 +123,10 @@ def _publish(clients: Clients, record: FileRecord, outcome: Outcome) -> Outcome:
     assert current is not None
     batch_view.put_file(clients.redis, clients.settings.redis_key_prefix, current.batch_id,
                         batch_view.entry(current))
-    log.info("file %s", outcome, extra={"batchId": current.batch_id,
-                                         "objectKey": current.object_key, "etag": current.etag,
-                                         "outcome": outcome})
+    if outcome == "completed":
+        observability.FILES_PROCESSED.inc()
+        observability.ROWS_LOADED.inc(current.rows_loaded)
+        observability.ROWS_REJECTED.inc(current.rows_rejected)
+    elif outcome == "failed":
+        observability.FILES_FAILED.inc()
     return outcome

@@ -5,9 +5,9 @@ from datetime import timedelta
 from typing import Any
 
 from . import batch_view, database, storage
-from .clients import Clients
+from .clients import Clients, get_clients
 from .dispatch import hand_over
-from .errors import NotFoundError
+from .errors import NotFoundError, TransientError
 from .models import BatchRecord, ProcessRequest
 
 REJECTS_URL_EXPIRY = timedelta(hours=24)
@@ -61,6 +61,14 @@ def process_landed(clients: Clients, body: ProcessRequest) -> dict[str, Any]:
     return {"batchId": batch.batch_id, "status": "PROCESSING",
             "message": f"{queued} landed file(s) not yet processed will be processed if their"
                        " upload event does not arrive first."}
+
+
+def queue_length() -> float:
+    """Files waiting in all batches, for the csv_queue_length gauge (NaN when unknown)."""
+    try:
+        return float(database.count_waiting(get_clients().pool))
+    except TransientError:
+        return float("nan")
 
 
 def _ledger(clients: Clients, batch_id: str) -> BatchRecord:

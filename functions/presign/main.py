@@ -9,6 +9,7 @@ from shared import status as use_cases
 from shared.clients import get_clients
 from shared.http import Route, json_body, serve
 from shared.models import PresignRequest, ProcessRequest
+from shared.observability import instrument
 from shared.presign import presign as presign_files
 
 
@@ -26,6 +27,8 @@ ROUTES = (
     Route("POST", "bulk/process", _process),
     Route("POST", ".*", _presign),  # POST …/bulk and POST …/ (any prefix)
 )
+
+instrument(flask.current_app)
 
 
 @functions_framework.http

@@ -14,9 +14,12 @@ from shared.clients import get_clients
 from shared.errors import BadNotificationError, TransientError
 from shared.events import parse_notification
 from shared.http import token_matches
+from shared.observability import instrument
 from shared.process import handle_uploads
 
 log = logging.getLogger("ingest")
+
+instrument(flask.current_app)
 
 
 @functions_framework.http

@@ -8,6 +8,7 @@ import functions_framework
 from shared import status as use_cases
 from shared.clients import get_clients
 from shared.http import Route, serve
+from shared.observability import instrument
 
 
 def _status(_: flask.Request, match: re.Match[str]) -> tuple[dict[str, object], int]:
@@ -22,6 +23,8 @@ ROUTES = (
     Route("GET", "batch/(?P<batch_id>[^/]+)/status", _status),
     Route("POST", "batch/(?P<batch_id>[^/]+)/retry", _retry),
 )
+
+instrument(flask.current_app, queue_length=use_cases.queue_length)
 
 
 @functions_framework.http

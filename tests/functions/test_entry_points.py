@@ -276,3 +276,35 @@ def test_retry_reprocesses_failed_files_from_the_stored_object(
     get_clients().background.shutdown(wait=True)
     state = _status(batch_id)
     assert (state["status"], state["rowsLoaded"], state["failed"]) == ("COMPLETED", 4, 0)
+
+
+# operations
+
+@pytest.mark.parametrize("name", ["presign", "process-file", "status"])
+def test_metrics_and_health_are_served_beside_the_function(function_env: dict[str, str],
+                                                           name: str) -> None:
+    client = app(name)
+    assert client.get("/healthz").status_code == 200
+    metrics = client.get("/metrics")
+    assert metrics.status_code == 200
+    for family in ("csv_files_uploaded_total", "csv_files_processed_total",
+                   "csv_files_failed_total", "csv_processing_duration_seconds_bucket",
+                   "csv_queue_length", "csv_rows_loaded_total", "csv_rows_rejected_total"):
+        assert family in metrics.text
+
+
+def test_processing_counts_in_metrics_and_logs_one_json_line(
+        function_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    from prometheus_client import REGISTRY
+
+    before = REGISTRY.get_sample_value("csv_rows_loaded_total") or 0
+    _, notification = _uploaded(function_env, "ORCL.csv", ohlcv_csv(None, 6))
+    capsys.readouterr()
+    app("process-file").post("/", **_raw(notification))
+    assert REGISTRY.get_sample_value("csv_rows_loaded_total") == before + 6
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()
+             if line.startswith("{")]
+    [event] = [line for line in lines if line["message"].startswith("event ")]
+    assert event["outcome"] == "completed" and event["objectKey"].endswith("_ORCL.csv")
+    assert event["batchId"].startswith("b_") and event["etag"] and event["durationMs"] > 0
+    assert "testing" not in json.dumps(lines)  # the S3 secret never reaches a log line
