@@ -1,0 +1,1 @@
+"""Static checks of the Knative and OpenFaaS deployment artefacts."""
