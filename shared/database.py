@@ -113,12 +113,24 @@ def ensure_file(pool: ConnectionPool, object_key: str, batch_id: str, file_name:
         return found
 
 
-def mark_processing(pool: ConnectionPool, object_key: str) -> None:
+def take_lease(pool: ConnectionPool, object_key: str, lease_seconds: float) -> bool:
+    """Mark the file PROCESSING unless another worker's lease on it is still running."""
+    with transaction(pool) as conn:
+        row = conn.execute(
+            "UPDATE ingest_files SET status = 'PROCESSING', started_at = now(),"
+            " attempts = attempts + 1, updated_at = now() WHERE object_key = %s AND NOT ("
+            " status = 'PROCESSING' AND started_at > now() - make_interval(secs => %s))"
+            " RETURNING 1",
+            (object_key, lease_seconds),
+        ).fetchone()
+    return row is not None
+
+
+def release_lease(pool: ConnectionPool, object_key: str) -> None:
     with transaction(pool) as conn:
         conn.execute(
-            "UPDATE ingest_files SET status = 'PROCESSING', started_at = now(),"
-            " attempts = attempts + 1, updated_at = now()"
-            " WHERE object_key = %s AND status <> 'COMPLETED'",
+            "UPDATE ingest_files SET status = 'PENDING', updated_at = now()"
+            " WHERE object_key = %s AND status = 'PROCESSING'",
             (object_key,),
         )
 
@@ -242,6 +254,26 @@ def get_batch(pool: ConnectionPool, batch_id: str) -> BatchRecord | None:
         batch_id=batch["id"], created_at=batch["created_at"], updated_at=batch["updated_at"],
         expires_at=batch["expires_at"], files=[FileRecord(**row) for row in rows],
     )
+
+
+def unfinished_files(pool: ConnectionPool, lease_seconds: float,
+                     ) -> list[tuple[FileRecord, datetime, bool]]:
+    """Files not finished: each with its batch's URL expiry and whether it is up for taking
+    (PENDING, or PROCESSING under an expired lease)."""
+    with transaction(pool) as conn, conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            f"SELECT {', '.join('f.' + c.strip() for c in _FILE_COLUMNS.split(','))},"
+            " b.expires_at AS batch_expires_at, (f.status = 'PENDING' OR f.started_at < now()"
+            " - make_interval(secs => %s)) AS takeable FROM ingest_files f"
+            " JOIN ingest_batches b ON b.id = f.batch_id"
+            " WHERE f.status IN ('PENDING', 'PROCESSING') ORDER BY f.batch_id, f.position",
+            (lease_seconds,),
+        ).fetchall()
+    return [
+        (FileRecord(**{k: v for k, v in row.items() if k not in ("batch_expires_at", "takeable")}),
+         row["batch_expires_at"], row["takeable"])
+        for row in rows
+    ]
 
 
 def count_waiting(pool: ConnectionPool) -> int:

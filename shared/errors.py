@@ -7,6 +7,7 @@
     ├── BadNotificationError  a process-file body that is no notification at all: 400
     ├── FileRejectedError     the file itself is unusable: recorded as FAILED, not retried
     └── TransientError        a service is unreachable: 5xx, so the sender retries
+        └── BusyError         another worker holds the file's lease: 5xx, retry later
 """
 
 
@@ -42,3 +43,7 @@ class FileRejectedError(IngestError):
 
 class TransientError(IngestError):
     """A dependency is unreachable; the event must be delivered again later."""
+
+
+class BusyError(TransientError):
+    """Another worker is processing the file right now; the event must come back later."""

@@ -13,7 +13,7 @@ from typing import Literal
 
 from . import batch_view, database, layout, observability, storage
 from .clients import Clients
-from .errors import FileRejectedError
+from .errors import BusyError, FileRejectedError, TransientError
 from .events import ObjectCreated
 from .models import FileRecord
 from .reader import ParsedFile
@@ -62,9 +62,20 @@ def process_object(clients: Clients, key: str, event_etag: str | None = None,
         return _publish(clients, record, "duplicate")
     # A stale event (the object was overwritten since) takes the current version's upload time.
     uploaded_at = event_time if event_time and event_etag == stored.etag else stored.last_modified
-    database.mark_processing(clients.pool, key)
-    batch_view.put_file(clients.redis, settings.redis_key_prefix, batch_id,
-                        batch_view.entry(record, status="PROCESSING"))
+    if not database.take_lease(clients.pool, key, settings.processing_lease_seconds):
+        raise BusyError(f"{key} is being processed by another worker")
+    try:
+        batch_view.put_file(clients.redis, settings.redis_key_prefix, batch_id,
+                            batch_view.entry(record, status="PROCESSING"))
+        return _load(clients, record, stored, uploaded_at)
+    except TransientError:
+        _release(clients, record)
+        raise
+
+
+def _load(clients: Clients, record: FileRecord, stored: storage.StoredObject,
+          uploaded_at: datetime) -> Outcome:
+    settings = clients.settings
     try:
         if stored.size > settings.max_file_bytes:
             raise FileRejectedError(
@@ -79,6 +90,31 @@ def process_object(clients: Clients, key: str, event_etag: str | None = None,
     except FileRejectedError as error:
         return _fail(clients, record, stored.etag, str(error))
     return _publish(clients, record, "completed" if loaded else "duplicate")
+
+
+def _release(clients: Clients, record: FileRecord) -> None:
+    """Give the lease back so the redelivered event need not wait for it to expire."""
+    try:
+        database.release_lease(clients.pool, record.object_key)
+        batch_view.put_file(clients.redis, clients.settings.redis_key_prefix, record.batch_id,
+                            batch_view.entry(record, status="PENDING"))
+    except TransientError:
+        log.warning("lease of %s left to expire", record.object_key)
+
+
+def fail_never_uploaded(clients: Clients, record: FileRecord, url_expired_at: datetime) -> None:
+    _fail(clients, record, None, "The file was never uploaded; its upload URL expired at "
+          f"{url_expired_at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC.")
+
+
+def record_dead_letter(clients: Clients, uploads: list[ObjectCreated], cause: str) -> None:
+    """An event the broker gave up on: show it on the file so the admin can retry it."""
+    for upload in uploads:
+        batch_id = upload_batch(upload.key)
+        record = database.get_file(clients.pool, upload.key) if batch_id else None
+        if record is not None and not record.finished:
+            _fail(clients, record, upload.etag or None,
+                  f"The upload event could not be delivered after retries ({cause}).")
 
 
 def upload_batch(key: str) -> str | None:
