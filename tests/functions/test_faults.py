@@ -1,0 +1,182 @@
+"""Faults and hostile input, in-process against the real services."""
+
+import io
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+import pytest
+from minio import Minio
+
+from shared.clients import Clients
+from shared.events import minio_notification
+from shared.models import PresignRequest
+from shared.presign import presign
+from shared.process import process_object
+from shared.reconcile import reconcile
+from shared.settings import Settings
+from tests.conftest import free_port
+from tests.helpers import app, ohlcv_csv, raw_webhook
+from tests.functions.test_entry_points import AUTH, _raw, _status, _store, _uploaded
+
+
+def _put(env: dict[str, str], key: str, body: bytes) -> Any:
+    store = _store(env)
+    store.put_object(env["S3_BUCKET"], key, io.BytesIO(body), len(body), content_type="text/csv")
+    return store.stat_object(env["S3_BUCKET"], key)
+
+
+def _rows(env: dict[str, str], ticker: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(env["DATABASE_URL"]) as conn:
+        return conn.execute(
+            "SELECT d.date, d.close FROM seasonality_data d JOIN tickers t ON t.id = d.ticker_id"
+            " WHERE t.symbol = %s ORDER BY 1", (ticker,)).fetchall()
+
+
+@pytest.mark.parametrize("broken", ["REDIS_URL", "S3_ENDPOINT", "DATABASE_URL"])
+def test_unreachable_service_is_5xx_then_the_redelivery_completes(
+        function_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, broken: str) -> None:
+    from shared.clients import get_clients
+
+    ticker = f"DOWN{broken[0]}"
+    batch_id, notification = _uploaded(function_env, f"{ticker}.csv", ohlcv_csv(None, 4))
+    dead = f"127.0.0.1:{free_port()}"
+    monkeypatch.setenv(broken, {"REDIS_URL": f"redis://{dead}/0", "S3_ENDPOINT": f"http://{dead}",
+                                "DATABASE_URL": f"postgresql://postgres@{dead}/x"}[broken])
+    monkeypatch.setenv("DATABASE_TIMEOUT_SECONDS", "1")
+    get_clients.cache_clear()
+    assert app("process-file").post("/", **_raw(notification)).status_code == 503
+    monkeypatch.setenv(broken, function_env[broken])
+    get_clients.cache_clear()
+    assert _status(batch_id)["files"][0]["status"] == "PENDING"  # not failed by mistake
+    assert app("process-file").post("/", **_raw(notification)).status_code == 204
+    assert _status(batch_id)["status"] == "COMPLETED" and len(_rows(function_env, ticker)) == 4
+
+
+def test_object_larger_than_the_limit_fails_without_being_read(
+        function_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from shared.clients import get_clients
+
+    # a presigned PUT cannot bound the size: the upload may be larger than declared
+    batch_id, notification = _uploaded(function_env, "BIG.csv", ohlcv_csv(None, 50))
+    monkeypatch.setenv("MAX_FILE_BYTES", "100")
+    get_clients.cache_clear()
+    assert app("process-file").post("/", **_raw(notification)).status_code == 204
+    file = _status(batch_id)["files"][0]
+    assert file["status"] == "FAILED" and "over the limit of 100" in file["error"]
+
+
+def test_key_with_quotes_semicolons_and_dashes_is_just_a_key(function_env: dict[str, str]) -> None:
+    batch_id = "b_" + "7" * 26
+    key = f"uploads/{batch_id}/it's; DROP TABLE tickers; --.csv"
+    stat = _put(function_env, key, ohlcv_csv("QUOTE", 3))
+    notification = minio_notification(function_env["S3_BUCKET"], key, stat.etag, stat.size,
+                                      datetime.now(UTC))
+    assert app("process-file").post("/", **_raw(notification)).status_code == 204
+    state = _status(batch_id)
+    assert state["status"] == "COMPLETED" and state["files"][0]["objectKey"] == key
+    assert len(_rows(function_env, "QUOTE")) == 3
+
+
+def test_overwritten_object_loads_the_new_version_and_old_events_change_nothing(
+        function_env: dict[str, str]) -> None:
+    batch_id, first = _uploaded(function_env, "OVER.csv", ohlcv_csv(None, 3, price="10.00"))
+    key = first["Records"][0]["s3"]["object"]["key"]
+    from urllib.parse import unquote_plus
+    key = unquote_plus(key)
+    process = app("process-file")
+    assert process.post("/", **_raw(first)).status_code == 204
+    time.sleep(1.1)  # S3 modification times have one-second resolution
+    stat = _put(function_env, key, ohlcv_csv(None, 3, price="20.00"))
+    second = minio_notification(function_env["S3_BUCKET"], key, stat.etag, stat.size,
+                                datetime.now(UTC))
+    assert process.post("/", **_raw(second)).status_code == 204
+    assert process.post("/", **_raw(first)).status_code == 204  # stale event, redelivered
+    assert [str(close) for _, close in _rows(function_env, "OVER")] == ["20.00", "20.01", "20.02"]
+    assert _status(batch_id)["rowsLoaded"] == 3
+
+
+def test_concurrent_workers_on_shared_tickers_neither_deadlock_nor_lose_updates(
+        clients: Clients, settings: Settings) -> None:
+    # GIVEN six multi-ticker files sharing tickers, listed in opposite orders
+    tickers = ["SHA", "SHB", "SHC", "SHD"]
+    keys = []
+    for n in range(6):
+        order = tickers if n % 2 else tickers[::-1]
+        lines = ["Date,Ticker,Open,High,Low,Close"] + [
+            f"2021-03-{day:02d},{t},5,9,1,{n + 2}" for t in order for day in range(1, 29)]
+        key = f"uploads/b_{'8' * 26}/{n:04d}_shared.csv"
+        _put({"S3_BUCKET": settings.s3_bucket, "S3_ENDPOINT": settings.s3_endpoint}, key,
+             ("\n".join(lines) + "\n").encode())
+        keys.append(key)
+    errors: list[BaseException] = []
+
+    def work(key: str) -> None:
+        try:
+            process_object(clients, key)
+        except BaseException as error:  # noqa: BLE001 - collected for the assertion
+            errors.append(error)
+
+    # WHEN they are processed by concurrent workers
+    threads = [threading.Thread(target=work, args=(k,)) for k in keys]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    # THEN all loaded, and every row holds the values of one whole file
+    assert errors == []
+    with psycopg.connect(settings.database_url) as conn:
+        closes = conn.execute(
+            "SELECT t.symbol, count(*), count(DISTINCT close) FROM seasonality_data d JOIN tickers"
+            " t ON t.id = d.ticker_id WHERE t.symbol LIKE 'SH_' GROUP BY 1 ORDER BY 1").fetchall()
+        completed = conn.execute("SELECT count(*) FROM ingest_files WHERE object_key = ANY(%s)"
+                                 " AND status = 'COMPLETED'", (keys,)).fetchone()
+    assert closes == [(t, 28, 1) for t in tickers] and completed == (6,)
+
+
+def test_reconcile_processes_lost_events_and_fails_files_never_uploaded(
+        clients: Clients, settings: Settings) -> None:
+    fast = Clients(settings.model_copy(update={"presign_expiry_seconds": 1,
+                                               "event_grace_seconds": 0}))
+    try:
+        batch = presign(fast, PresignRequest.model_validate(
+            {"files": [{"name": "LANDED.csv"}, {"name": "NEVER.csv"}]}))
+        landed, never = (u["objectKey"] for u in batch["uploadUrls"])
+        _put({"S3_BUCKET": settings.s3_bucket, "S3_ENDPOINT": settings.s3_endpoint}, landed,
+             ohlcv_csv(None, 5))
+        time.sleep(1.5)
+        result = reconcile(fast)
+        assert (result.processed, result.never_uploaded) >= (1, 1)
+        files = {f["objectKey"]: f for f in
+                 __import__("shared.status", fromlist=["x"]).batch_status(
+                     fast, batch["batchId"])["files"]}
+        assert files[landed]["status"] == "COMPLETED" and files[landed]["rowsLoaded"] == 5
+        assert files[never]["status"] == "FAILED"
+        assert "never uploaded" in files[never]["error"]
+        assert reconcile(fast).processed == 0  # a second run finds nothing to do
+    finally:
+        fast.close()
+
+
+def test_dead_letter_records_the_failure_on_the_file(function_env: dict[str, str]) -> None:
+    batch_id, notification = _uploaded(function_env, "DLQ.csv", ohlcv_csv(None, 2))
+    headers, body = raw_webhook(notification)
+    answer = app("process-file").post("/dead-letter", data=body,
+                                      headers={**headers, "ce-knativeerrorcode": "503"})
+    assert answer.status_code == 204
+    file = _status(batch_id)["files"][0]
+    assert file["status"] == "FAILED" and "503" in file["error"]
+    retried = app("status").post(f"/batch/{batch_id}/retry", headers=AUTH)
+    assert retried.json["data"]["retried"] == 1
+
+
+def test_minio_credentials_never_reach_error_messages(function_env: dict[str, str],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://postgres:hunter2@127.0.0.1:{free_port()}/x")
+    monkeypatch.setenv("DATABASE_TIMEOUT_SECONDS", "1")
+    answer = app("status").get("/batch/b_x/status", headers=AUTH)
+    assert answer.status_code == 503 and "hunter2" not in answer.get_data(as_text=True)
+
+
