@@ -8,7 +8,6 @@ from typing import Any
 
 import psycopg
 import pytest
-from minio import Minio
 
 from shared.clients import Clients
 from shared.events import minio_notification
@@ -18,8 +17,8 @@ from shared.process import process_object
 from shared.reconcile import reconcile
 from shared.settings import Settings
 from tests.conftest import free_port
-from tests.helpers import app, ohlcv_csv, raw_webhook
 from tests.functions.test_entry_points import AUTH, _raw, _status, _store, _uploaded
+from tests.helpers import app, ohlcv_csv, raw_webhook
 
 
 def _put(env: dict[str, str], key: str, body: bytes) -> Any:
