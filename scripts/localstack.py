@@ -70,28 +70,45 @@ def start_moto(stack: ExitStack, port: int) -> str:
 
 def start_function(stack: ExitStack, name: str, port: int, env: dict[str, str],
                    log_dir: Path) -> str:
-    """One function exactly as the contract starts it: the functions-framework CLI."""
+    """One function exactly as the contract starts it, stopped with the stack; its URL."""
+    process = spawn_function(name, port, env, log_dir)
+    stack.callback(stop, process)
+    return wait_healthy(process, port, name)
+
+
+def spawn_function(name: str, port: int, env: dict[str, str],
+                   log_dir: Path) -> subprocess.Popen[bytes]:
+    """Start a function with the functions-framework CLI in a process group of its own."""
     source, target = FUNCTIONS[name]
     log_dir.mkdir(parents=True, exist_ok=True)
-    log = (log_dir / f"{name}.log").open("ab")
-    stack.callback(log.close)
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "functions-framework"), "--source", source,
-         "--target", target, "--signature-type", "http", "--port", str(port)],
-        cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
-    )
-    stack.callback(stop, process)
+    with (log_dir / f"{name}.log").open("ab") as log:
+        return subprocess.Popen(
+            [str(Path(sys.executable).parent / "functions-framework"), "--source", source,
+             "--target", target, "--signature-type", "http", "--port", str(port)],
+            cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,  # stopping the group stops gunicorn's workers too
+        )
+
+
+def wait_healthy(process: subprocess.Popen[bytes], port: int, name: str) -> str:
     url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: requests.get(f"{url}/healthz", timeout=1).ok, f"function {name}")
+
+    def healthy() -> bool:
+        if process.poll() is not None:
+            raise RuntimeError(f"function {name} exited with {process.returncode}")
+        return requests.get(f"{url}/healthz", timeout=1).ok
+
+    wait_until(healthy, f"function {name}")
     return url
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
+def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+    """Signal the process's group, then make sure it is gone."""
     if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
         try:
+            os.killpg(process.pid, sig)
             process.wait(10)
-        except subprocess.TimeoutExpired:
+        except (subprocess.TimeoutExpired, ProcessLookupError, PermissionError):
             process.kill()
             process.wait()
 

@@ -144,7 +144,7 @@ def _store_rejects(clients: Clients, record: FileRecord, parsed: ParsedFile) -> 
         return None
     key = "rejects/" + record.object_key.removeprefix("uploads/")
     storage.upload_file(clients.store, clients.settings.s3_bucket, key, parsed.rejects_csv,
-                        "text/csv")
+                        "text/csv; charset=utf-8")
     return key
 
 

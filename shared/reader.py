@@ -17,7 +17,7 @@ import duckdb
 import duckdb_extension_httpfs
 
 from .errors import FileRejectedError, TransientError
-from .layout import Layout
+from .layout import Layout, decode_legacy
 from .settings import Settings
 
 HTTPFS = (
@@ -38,18 +38,89 @@ REASONS = {
 }
 # Prices travel as cleaned text, so PostgreSQL stores exactly the digits written; DOUBLE
 # copies serve only to validate (DECIMAL(38, 18) casts cost 30 times more here).
-_SETUP = """
+_SETUP = r"""
 CREATE MACRO ingest_blank(x) AS x IS NULL OR lower(trim(x)) IN ('', '-', 'null', 'nan', 'n/a');
-CREATE MACRO ingest_text(x) AS CASE WHEN NOT ingest_blank(x)
-    THEN regexp_replace(trim(x), '[$,\\s]', '', 'g') END;
+CREATE MACRO ingest_trim(x) AS CASE WHEN NOT ingest_blank(x) THEN trim(x) END;
+-- Numbers: currency signs and spaces go; `1,234.5` (or `1.234,5` in a decimal-comma file) loses
+-- its grouping; anything else keeps its text so that it fails ingest_value (a reason, not 0).
+CREATE MACRO ingest_plain(s, comma) AS CASE
+    WHEN NOT comma AND regexp_full_match(s, '[+-]?[0-9]{1,3}(,[0-9]{3})+([.][0-9]*)?[KkMmBb]?')
+        THEN replace(s, ',', '')
+    WHEN comma AND regexp_full_match(s, '[+-]?[0-9]{1,3}([.][0-9]{3})+(,[0-9]*)?[KkMmBb]?')
+        THEN replace(replace(s, '.', ''), ',', '.')
+    WHEN comma AND regexp_full_match(s, '[+-]?[0-9]*,[0-9]*([eE][+-]?[0-9]{1,3})?[KkMmBb]?')
+        THEN replace(s, ',', '.')
+    ELSE s END;
+-- `1.2M` -> `1200000`: exact DECIMAL arithmetic, only for the cells that carry a suffix.
+CREATE MACRO ingest_unsuffixed(s) AS CASE
+    WHEN regexp_full_match(s, '[+]?([0-9]+[.]?[0-9]*|[.][0-9]+)[KkMmBb]') THEN regexp_replace(
+        regexp_replace(CAST(CAST(substr(s, 1, length(s) - 1) AS DECIMAL(38, 10))
+            * CASE upper(right(s, 1)) WHEN 'K' THEN 1000 WHEN 'M' THEN 1000000
+              ELSE 1000000000 END AS VARCHAR), '([.][0-9]*?)0+$', '\1'), '[.]$', '')
+    ELSE s END;
+CREATE MACRO ingest_text(x, comma) AS CASE WHEN NOT ingest_blank(x) THEN ingest_unsuffixed(
+    ingest_plain(regexp_replace(trim(x), '[$€£¥\s\x{00A0}]', '', 'g'), comma)) END;
 CREATE MACRO ingest_value(t) AS CASE
     WHEN regexp_full_match(t, '[+-]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][+-]?[0-9]{1,3})?')
     THEN CAST(t AS DOUBLE) END;
-CREATE MACRO ingest_date(x) AS COALESCE(
-    TRY_CAST(left(trim(x), 10) AS DATE), TRY_STRPTIME(trim(x), '%Y%m%d')::DATE);
-CREATE MACRO ingest_cell(x) AS CASE WHEN regexp_matches(x, '^[=+\\-@\\t\\r]') THEN \'\'\'\' || x
+CREATE MACRO ingest_year(y) AS TRY_CAST(y AS INTEGER) + CASE WHEN length(y) <> 2 THEN 0
+    WHEN TRY_CAST(y AS INTEGER) <= 68 THEN 2000 ELSE 1900 END;
+CREATE MACRO ingest_ymd(y, m, d) AS TRY_CAST(printf('%04d-%02d-%02d', ingest_year(y),
+    TRY_CAST(m AS INTEGER), TRY_CAST(d AS INTEGER)) AS DATE);
+CREATE MACRO ingest_month(name) AS CASE WHEN length(name) = 3 OR lower(name) IN (
+    'january', 'february', 'march', 'april', 'june', 'july', 'august', 'sept', 'september',
+    'october', 'november', 'december') THEN list_position(['jan', 'feb', 'mar', 'apr', 'may',
+    'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec'], lower(left(name, 3))) END;
+-- Numeric day/month dates (`1/4/2010`, `05-09-2025`): their parts, the order decided per file.
+CREATE MACRO ingest_dm(x) AS regexp_extract(x,
+    '^([0-9]{1,2})[/-]([0-9]{1,2})[/-]([0-9]{4}|[0-9]{2})(?:$|[^0-9])', ['a', 'b', 'y']);
+-- The date as written: a time or UTC offset after it is ignored, never applied.
+CREATE MACRO ingest_date(x, dayfirst) AS CASE
+    WHEN x IS NULL THEN NULL
+    WHEN regexp_matches(x, '^[0-9]{4}[-/][0-9]{1,2}[-/][0-9]{1,2}(?:$|[^0-9])')
+        THEN TRY_CAST(regexp_extract(x, '^[0-9]{4}[-/][0-9]{1,2}[-/][0-9]{1,2}') AS DATE)
+    WHEN regexp_full_match(x, '[0-9]{8}') THEN TRY_STRPTIME(x, '%Y%m%d')::DATE
+    WHEN regexp_matches(x, '^[0-9]{1,2}[.][0-9]{1,2}[.]([0-9]{4}|[0-9]{2})(?:$|[^0-9])')
+        THEN ingest_ymd(regexp_extract(x, '^[0-9]{1,2}[.][0-9]{1,2}[.]([0-9]{4}|[0-9]{2})', 1),
+                        regexp_extract(x, '^[0-9]{1,2}[.]([0-9]{1,2})', 1),
+                        regexp_extract(x, '^([0-9]{1,2})', 1))
+    WHEN ingest_dm(x).a <> '' THEN CASE WHEN dayfirst
+        THEN ingest_ymd(ingest_dm(x).y, ingest_dm(x).b, ingest_dm(x).a)
+        ELSE ingest_ymd(ingest_dm(x).y, ingest_dm(x).a, ingest_dm(x).b) END
+    WHEN regexp_full_match(x, '[0-9]{1,2}[- ][A-Za-z]{3,9}[- ]([0-9]{4}|[0-9]{2})')
+        THEN ingest_ymd(regexp_extract(x, '([0-9]+)$', 1),
+                        ingest_month(regexp_extract(x, '([A-Za-z]+)', 1)),
+                        regexp_extract(x, '^([0-9]+)', 1))
+    WHEN regexp_full_match(x, '[A-Za-z]{3,9}[.]? [0-9]{1,2},? [0-9]{4}')
+        THEN ingest_ymd(regexp_extract(x, '([0-9]+)$', 1),
+                        ingest_month(regexp_extract(x, '^([A-Za-z]+)', 1)),
+                        regexp_extract(x, ' ([0-9]+)', 1))
+END;
+CREATE MACRO ingest_cell(x) AS CASE WHEN regexp_matches(x, '^[=+\-@\t\r]') THEN '''' || x
     ELSE x END;
 CREATE TABLE ingest_reasons (code VARCHAR PRIMARY KEY, message VARCHAR);
+"""
+# Per-file decisions, from every row: day/month order of numeric dates (rows that fit only
+# one order), decimal comma or point (cells only one reading explains), and where the data
+# ends (trailing lines with at most one filled cell are a footer, not rows).
+_DECIDE = r"""
+SELECT
+    count(*) FILTER (WHERE dmy IS NOT NULL AND mdy IS NULL),
+    arg_min(d, rn) FILTER (WHERE dmy IS NOT NULL AND mdy IS NULL),
+    min(rn) FILTER (WHERE dmy IS NOT NULL AND mdy IS NULL),
+    count(*) FILTER (WHERE mdy IS NOT NULL AND dmy IS NULL),
+    arg_min(d, rn) FILTER (WHERE mdy IS NOT NULL AND dmy IS NULL),
+    min(rn) FILTER (WHERE mdy IS NOT NULL AND dmy IS NULL),
+    count(*) FILTER (WHERE regexp_matches(numbers,
+        ',[0-9]{1,2}(?:[^0-9]|$)|,[0-9]{4,}(?:[^0-9]|$)|[.][0-9]{3},')),
+    count(*) FILTER (WHERE regexp_matches(numbers,
+        '[.][0-9]{1,2}(?:[^0-9]|$)|[.][0-9]{4,}(?:[^0-9]|$)|,[0-9]{3}[.]')),
+    coalesce(max(rn) FILTER (WHERE filled >= 2), 0)
+FROM (SELECT rn, d, filled, concat_ws('|', open, high, low, close, volume, open_interest)
+          AS numbers,
+          ingest_ymd(ingest_dm(d).y, ingest_dm(d).a, ingest_dm(d).b) AS mdy,
+          ingest_ymd(ingest_dm(d).y, ingest_dm(d).b, ingest_dm(d).a) AS dmy
+      FROM raw)
 """
 _CLASSIFY = """
 CASE
@@ -113,16 +184,23 @@ class Reader:
 
 def _read(cursor: duckdb.DuckDBPyConnection, url: str, layout: Layout, ticker: str | None,
           workdir: Path) -> ParsedFile:
+    if layout.text_encoding is not None:
+        url = _transcoded(cursor, url, layout.text_encoding, workdir)
     scan, params = _scan(url, layout)
     fields = ", ".join(PRICES + AMOUNTS)
+    cursor.execute(
+        f"CREATE TEMP TABLE raw AS SELECT rn, {_raw_cells(layout)} FROM ({scan})",
+        {**params, **({"ticker": ticker} if "ticker" not in layout.columns else {})},
+    )
+    dayfirst, comma, last = _decide(cursor, layout)
     cursor.execute(
         f"CREATE TEMP TABLE parsed AS SELECT rn, reason, symbol, date, {fields},"
         " reason IS NULL AND row_number() OVER (PARTITION BY symbol, date, reason IS NULL"
         " ORDER BY rn DESC) = 1 AS keep"
         f" FROM (SELECT *, {_CLASSIFY} AS reason FROM (SELECT *, {_VALUES} FROM ("
-        f"SELECT rn, {_normalised(layout)} FROM ({scan}))))",
-        {**params, **({"ticker": ticker} if "ticker" not in layout.columns else {}),
-         "today": datetime.now(UTC).date()},
+        f"SELECT rn, {_normalised()} FROM raw"
+        " WHERE rn <= $last OR filled >= 2 OR ingest_date(d, $dayfirst) IS NOT NULL)))",
+        {"today": datetime.now(UTC).date(), "dayfirst": dayfirst, "comma": comma, "last": last},
     )
     rows_csv = workdir / "rows.csv"
     cursor.execute(f"COPY (SELECT symbol, date, {fields} FROM parsed WHERE keep"
@@ -140,6 +218,35 @@ def _read(cursor: duckdb.DuckDBPyConnection, url: str, layout: Layout, ticker: s
     return ParsedFile(rows_csv, rejects_csv, loaded, rejected, list(tickers or []))
 
 
+def _transcoded(cursor: duckdb.DuckDBPyConnection, url: str, encoding: str,
+                workdir: Path) -> str:
+    """A local UTF-8 copy of an object DuckDB cannot decode (only legacy and UTF-16 BE files)."""
+    row = cursor.execute("SELECT content FROM read_blob($url)", {"url": url}).fetchone()
+    assert row is not None
+    content = row[0]
+    path = workdir / "transcoded.csv"
+    with path.open("w", encoding="utf-8", newline="") as out:
+        out.write(decode_legacy(bytes(content), encoding))
+    return str(path)
+
+
+def _decide(cursor: duckdb.DuckDBPyConnection, layout: Layout) -> tuple[bool, bool, int]:
+    """Day-first dates?, decimal comma?, and the last data row (what follows is a footer)."""
+    (dmy_rows, dmy_value, dmy_rn, mdy_rows, mdy_value, mdy_rn,
+     comma_cells, point_cells, last) = _one(cursor, _DECIDE)
+    if dmy_rows and mdy_rows:
+        first = layout.header_line + 1
+        raise FileRejectedError(
+            "The day/month order of the dates cannot be decided: "
+            f"{dmy_value!r} (line {first + dmy_rn}) only fits day-first, "
+            f"{mdy_value!r} (line {first + mdy_rn}) only fits month-first.")
+    # Decimal comma when only a decimal comma explains the numbers, or in a `;` file unless only
+    # a decimal point does; otherwise the comma groups thousands.
+    comma = bool(comma_cells and not point_cells) or (
+        layout.delimiter == ";" and not (point_cells and not comma_cells))
+    return bool(dmy_rows), comma, int(last)
+
+
 def _scan(url: str, layout: Layout) -> tuple[str, dict[str, object]]:
     columns = ", ".join(f"'c{i}': 'VARCHAR'" for i in range(len(layout.names)))
     scan = (
@@ -151,27 +258,34 @@ def _scan(url: str, layout: Layout) -> tuple[str, dict[str, object]]:
                   "encoding": layout.encoding}
 
 
-def _normalised(layout: Layout) -> str:
-    """symbol, date, then each number as cleaned text (blank amounts are 0)."""
+def _raw_cells(layout: Layout) -> str:
+    """symbol, the trimmed date text, each number's raw text, and how many cells are filled."""
     def cell(field: str) -> str:
-        return f"c{layout.columns[field]}" if field in layout.columns else "NULL"
+        return f"c{layout.columns[field]}" if field in layout.columns else "NULL::VARCHAR"
 
     symbol = f"upper(trim({cell('ticker')}))" if "ticker" in layout.columns else "$ticker"
-    prices = [f"ingest_text({cell(f)}) AS {f}" for f in PRICES]
-    amounts = [f"coalesce(ingest_text({cell(f)}), '0') AS {f}" for f in AMOUNTS]
-    return f"{symbol} AS symbol, ingest_date({cell('date')}) AS date, " + ", ".join(
-        prices + amounts)
+    numbers = [f"{cell(f)} AS {f}" for f in PRICES + AMOUNTS]
+    filled = " + ".join(f"(NOT ingest_blank(c{i}))::INTEGER" for i in range(len(layout.names)))
+    return (f"{symbol} AS symbol, ingest_trim({cell('date')}) AS d, " + ", ".join(numbers)
+            + f", {filled} AS filled")
+
+
+def _normalised() -> str:
+    """symbol, date, then each number as cleaned text (blank amounts are 0)."""
+    prices = [f"ingest_text({f}, $comma) AS {f}" for f in PRICES]
+    amounts = [f"coalesce(ingest_text({f}, $comma), '0') AS {f}" for f in AMOUNTS]
+    return "symbol, ingest_date(d, $dayfirst) AS date, " + ", ".join(prices + amounts)
 
 
 def _write_rejects(cursor: duckdb.DuckDBPyConnection, scan: str, params: dict[str, object],
                    layout: Layout, workdir: Path) -> Path:
     """line, the original cells (formula-neutralised), reason, message: one row per rejected row."""
     body = workdir / "rejects-body.csv"
-    cells = ", ".join(f"ingest_cell(raw.c{i})" for i in range(len(layout.names)))
+    cells = ", ".join(f"ingest_cell(src.c{i})" for i in range(len(layout.names)))
     cursor.execute(
-        f"COPY (SELECT raw.rn + {layout.header_line + 1}, {cells}, p.reason, r.message"
+        f"COPY (SELECT src.rn + {layout.header_line + 1}, {cells}, p.reason, r.message"
         " FROM parsed p JOIN ingest_reasons r ON r.code = p.reason"
-        f" JOIN ({scan}) raw ON raw.rn = p.rn ORDER BY p.rn) TO '{body}' (HEADER false)",
+        f" JOIN ({scan}) src ON src.rn = p.rn ORDER BY p.rn) TO '{body}' (HEADER false)",
         params,
     )
     path = workdir / "rejects.csv"

@@ -67,3 +67,9 @@ def structured_cloudevent(notification: dict[str, Any]) -> tuple[dict[str, str],
 
 def raw_webhook(notification: dict[str, Any]) -> tuple[dict[str, str], bytes]:
     return {"Content-Type": "application/json"}, json.dumps(notification).encode()
+
+
+def multi_ticker_csv(prefix: str, tickers: int, days: int) -> bytes:
+    """One file of `tickers` tickers named <prefix>00, <prefix>01, … with `days` rows each."""
+    parts = [ohlcv_csv(f"{prefix}{n:02d}", days).split(b"\n", 1) for n in range(tickers)]
+    return parts[0][0] + b"\n" + b"".join(body for _, body in parts)

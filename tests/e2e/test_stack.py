@@ -1,10 +1,7 @@
 """End to end over real processes: moto's S3 server, PostgreSQL, Redis and the three functions
 started with the functions-framework CLI, exactly as deployed."""
 
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack
 from decimal import Decimal
 from typing import Any
 
@@ -12,9 +9,8 @@ import psycopg
 import pytest
 import requests
 
-from tests.conftest import API_TOKEN, free_port
+from tests.conftest import API_TOKEN
 from tests.helpers import (
-    ROOT,
     binary_cloudevent,
     ohlcv_csv,
     put,
@@ -23,23 +19,10 @@ from tests.helpers import (
     webhook,
 )
 
-sys.path.insert(0, str(ROOT / "scripts"))
-import localstack  # noqa: E402
-
 pytestmark = pytest.mark.e2e
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 FILES = 24
 ROWS = 40
-
-
-@pytest.fixture(scope="module")
-def stack(environment: dict[str, str], tmp_path_factory: pytest.TempPathFactory,
-          ) -> Iterator[tuple[dict[str, str], dict[str, str]]]:
-    with ExitStack() as exits:
-        env = {**environment, "S3_ENDPOINT": localstack.start_moto(exits, free_port()),
-               "WEBHOOK_TOKEN": "hook-token", "EVENT_GRACE_SECONDS": "0"}
-        urls = localstack.start_stack(exits, env, tmp_path_factory.mktemp("logs"))
-        yield env, urls
 
 
 def _deliver(url: str, headers: dict[str, str], body: bytes) -> None:
