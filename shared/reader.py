@@ -39,7 +39,8 @@ REASONS = {
 # Prices travel as cleaned text, so PostgreSQL stores exactly the digits written; DOUBLE
 # copies serve only to validate (DECIMAL(38, 18) casts cost 30 times more here).
 _SETUP = r"""
-CREATE MACRO ingest_blank(x) AS x IS NULL OR lower(trim(x)) IN ('', '-', 'null', 'nan', 'n/a');
+CREATE MACRO ingest_blank(x) AS x IS NULL
+    OR regexp_full_match(x, '\s*(-|[Nn][Uu][Ll][Ll]|[Nn][Aa][Nn]|[Nn]/[Aa])?\s*');
 CREATE MACRO ingest_trim(x) AS CASE WHEN NOT ingest_blank(x) THEN trim(x) END;
 -- Numbers: currency signs and spaces go; `1,234.5` (or `1.234,5` in a decimal-comma file) loses
 -- its grouping; anything else keeps its text so that it fails ingest_value (a reason, not 0).
@@ -58,9 +59,13 @@ CREATE MACRO ingest_unsuffixed(s) AS CASE
             * CASE upper(right(s, 1)) WHEN 'K' THEN 1000 WHEN 'M' THEN 1000000
               ELSE 1000000000 END AS VARCHAR), '([.][0-9]*?)0+$', '\1'), '[.]$', '')
     ELSE s END;
-CREATE MACRO ingest_text(x, comma) AS CASE WHEN NOT ingest_blank(x) THEN ingest_unsuffixed(
-    ingest_plain(regexp_replace(trim(x), '[$€£¥\s\x{00A0}]', '', 'g'), comma)) END;
+-- The first branch of each is the common case, tested with one cheap pattern (5x faster).
+CREATE MACRO ingest_text(x, comma) AS CASE
+    WHEN NOT comma AND regexp_full_match(x, '[0-9]+([.][0-9]+)?') THEN x
+    WHEN NOT ingest_blank(x) THEN ingest_unsuffixed(
+        ingest_plain(regexp_replace(trim(x), '[$€£¥\s\x{00A0}]', '', 'g'), comma)) END;
 CREATE MACRO ingest_value(t) AS CASE
+    WHEN regexp_full_match(t, '[0-9]+([.][0-9]+)?') THEN CAST(t AS DOUBLE)
     WHEN regexp_full_match(t, '[+-]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][+-]?[0-9]{1,3})?')
     THEN CAST(t AS DOUBLE) END;
 CREATE MACRO ingest_year(y) AS TRY_CAST(y AS INTEGER) + CASE WHEN length(y) <> 2 THEN 0
@@ -77,6 +82,7 @@ CREATE MACRO ingest_dm(x) AS regexp_extract(x,
 -- The date as written: a time or UTC offset after it is ignored, never applied.
 CREATE MACRO ingest_date(x, dayfirst) AS CASE
     WHEN x IS NULL THEN NULL
+    WHEN regexp_full_match(x, '[0-9]{4}-[0-9]{2}-[0-9]{2}') THEN TRY_CAST(x AS DATE)
     WHEN regexp_matches(x, '^[0-9]{4}[-/][0-9]{1,2}[-/][0-9]{1,2}(?:$|[^0-9])')
         THEN TRY_CAST(regexp_extract(x, '^[0-9]{4}[-/][0-9]{1,2}[-/][0-9]{1,2}') AS DATE)
     WHEN regexp_full_match(x, '[0-9]{8}') THEN TRY_STRPTIME(x, '%Y%m%d')::DATE
@@ -111,7 +117,7 @@ SELECT
     count(*) FILTER (WHERE mdy IS NOT NULL AND dmy IS NULL),
     arg_min(d, rn) FILTER (WHERE mdy IS NOT NULL AND dmy IS NULL),
     min(rn) FILTER (WHERE mdy IS NOT NULL AND dmy IS NULL),
-    count(*) FILTER (WHERE regexp_matches(numbers,
+    count(*) FILTER (WHERE contains(numbers, ',') AND regexp_matches(numbers,
         ',[0-9]{1,2}(?:[^0-9]|$)|,[0-9]{4,}(?:[^0-9]|$)|[.][0-9]{3},')),
     count(*) FILTER (WHERE regexp_matches(numbers,
         '[.][0-9]{1,2}(?:[^0-9]|$)|[.][0-9]{4,}(?:[^0-9]|$)|,[0-9]{3}[.]')),
@@ -265,7 +271,7 @@ def _raw_cells(layout: Layout) -> str:
 
     symbol = f"upper(trim({cell('ticker')}))" if "ticker" in layout.columns else "$ticker"
     numbers = [f"{cell(f)} AS {f}" for f in PRICES + AMOUNTS]
-    filled = " + ".join(f"(NOT ingest_blank(c{i}))::INTEGER" for i in range(len(layout.names)))
+    filled = " + ".join(f"(c{i} <> '')::INTEGER" for i in range(len(layout.names)))
     return (f"{symbol} AS symbol, ingest_trim({cell('date')}) AS d, " + ", ".join(numbers)
             + f", {filled} AS filled")
 
