@@ -2,14 +2,18 @@
 bearer auth, CORS, and the mapping from library errors to status codes (in this one place)."""
 
 import hmac
+import json
 import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cache
+from importlib.resources import files
 from typing import Any
 
 import flask
 from pydantic import ValidationError
+from werkzeug.exceptions import HTTPException
 
 from .errors import AuthError, RequestError, TransientError
 from .settings import Settings
@@ -30,8 +34,10 @@ def serve(request: flask.Request, settings: Settings, routes: Sequence[Route]) -
     cors = _cors_headers(request, settings)
     if request.method == "OPTIONS":
         return _response(None, 204, cors)
-    if request.path.rstrip("/").endswith("/healthz") and request.method == "GET":
+    if request.method == "GET" and request.path.rstrip("/").endswith("/healthz"):
         return _response({"status": "ok"}, 200, cors)
+    if request.method == "GET" and request.path.endswith("/openapi.json"):
+        return _response(openapi_document(), 200, cors)
     try:
         if (request.content_length or 0) > settings.max_request_bytes:
             raise RequestError("PAYLOAD_TOO_LARGE", "The request body is too large.", 413)
@@ -47,6 +53,21 @@ def serve(request: flask.Request, settings: Settings, routes: Sequence[Route]) -
         log.warning("transient failure: %s", error)
         message = "A backing service is unavailable; retry."
         return _failure("SERVICE_UNAVAILABLE", message, 503, cors)
+
+
+def json_errors(app: flask.Flask) -> None:
+    """Requests the framework answers itself (paths its router cannot take) get the envelope."""
+    def handle(error: HTTPException) -> flask.Response:
+        return _failure(error.name.upper().replace(" ", "_"), error.description or error.name,
+                        error.code or 500, {})
+
+    app.register_error_handler(HTTPException, handle)
+
+
+@cache
+def openapi_document() -> Any:
+    """The OpenAPI 3 description of presign and status (shared/openapi.json)."""
+    return json.loads(files("shared").joinpath("openapi.json").read_text())
 
 
 def authorize(request: flask.Request, settings: Settings) -> None:

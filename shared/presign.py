@@ -11,11 +11,9 @@ from . import batch_view, database, observability, storage
 from .clients import Clients
 from .errors import RequestError
 from .layout import is_symbol
-from .models import FileSpec, NewFile, PresignRequest
+from .models import CROCKFORD, FileSpec, NewFile, PresignRequest, is_batch_id
 from .settings import Settings
 
-CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-BATCH_ID_LENGTH = 28  # "b_" + 26 characters: 48 bits of time, 80 random bits
 MAX_NAME_BYTES = 1024
 SAFE_STEM_CHARS = 80
 UPLOAD_CONTENT_TYPE = "text/csv"
@@ -25,11 +23,6 @@ def new_batch_id() -> str:
     """Sortable by creation time and unguessable (80 random bits), like a ULID."""
     value = (int(time.time() * 1000) << 80) | secrets.randbits(80)
     return "b_" + "".join(CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
-
-
-def is_batch_id(value: str) -> bool:
-    return (len(value) == BATCH_ID_LENGTH and value.startswith("b_")
-            and all(c in CROCKFORD for c in value[2:]))
 
 
 def safe_name(name: str) -> str:

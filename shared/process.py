@@ -120,7 +120,7 @@ def record_dead_letter(clients: Clients, uploads: list[ObjectCreated], cause: st
 def upload_batch(key: str) -> str | None:
     """The batch an object key belongs to, or None for keys outside uploads/<batchId>/."""
     parts = key.split("/")
-    if len(parts) < 3 or parts[0] != "uploads" or not parts[1] or not parts[-1]:
+    if len(parts) < 3 or parts[0] != "uploads" or not parts[1] or not parts[-1] or "\x00" in key:
         return None
     return parts[1]
 

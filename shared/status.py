@@ -8,7 +8,7 @@ from . import batch_view, database, storage
 from .clients import Clients, get_clients
 from .dispatch import hand_over
 from .errors import NotFoundError, TransientError
-from .models import BatchRecord, ProcessRequest
+from .models import BatchRecord, ProcessRequest, is_batch_id
 
 REJECTS_URL_EXPIRY = timedelta(hours=24)
 
@@ -72,7 +72,7 @@ def queue_length() -> float:
 
 
 def _ledger(clients: Clients, batch_id: str) -> BatchRecord:
-    batch = database.get_batch(clients.pool, batch_id)
+    batch = database.get_batch(clients.pool, batch_id) if is_batch_id(batch_id) else None
     if batch is None:
         raise NotFoundError("BATCH_NOT_FOUND", f"Batch {batch_id!r} was not found.")
     return batch

@@ -7,7 +7,7 @@ import functions_framework
 
 from shared import status as use_cases
 from shared.clients import get_clients
-from shared.http import Route, json_body, serve
+from shared.http import Route, json_body, json_errors, serve
 from shared.models import PresignRequest, ProcessRequest
 from shared.observability import instrument
 from shared.presign import presign as presign_files
@@ -28,6 +28,7 @@ ROUTES = (
     Route("POST", ".*", _presign),  # POST …/bulk and POST …/ (any prefix)
 )
 
+json_errors(flask.current_app)
 instrument(flask.current_app)
 
 

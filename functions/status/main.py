@@ -7,7 +7,7 @@ import functions_framework
 
 from shared import status as use_cases
 from shared.clients import get_clients
-from shared.http import Route, serve
+from shared.http import Route, json_errors, serve
 from shared.observability import instrument
 
 
@@ -24,6 +24,7 @@ ROUTES = (
     Route("POST", "batch/(?P<batch_id>[^/]+)/retry", _retry),
 )
 
+json_errors(flask.current_app)
 instrument(flask.current_app, queue_length=use_cases.queue_length)
 
 

@@ -175,7 +175,7 @@ def test_minio_credentials_never_reach_error_messages(function_env: dict[str, st
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATABASE_URL", f"postgresql://postgres:hunter2@127.0.0.1:{free_port()}/x")
     monkeypatch.setenv("DATABASE_TIMEOUT_SECONDS", "1")
-    answer = app("status").get("/batch/b_x/status", headers=AUTH)
+    answer = app("status").get(f"/batch/b_{'0' * 26}/status", headers=AUTH)
     assert answer.status_code == 503 and "hunter2" not in answer.get_data(as_text=True)
 
 
