@@ -189,3 +189,153 @@ def _waiting_on_lock(database_url: str) -> bool:
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
             " AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO tickers%%'").fetchone()
     return bool(row and row[0])
+
+
+@pytest.fixture
+def spawn(stack: tuple[dict[str, str], dict[str, str]], tmp_path: Path) -> Any:
+    """Start a process-file of our own with some variables changed; stopped afterwards."""
+    env, _ = stack
+    started: list[Any] = []
+
+    def start(**changes: str) -> str:
+        port = free_port()
+        process = localstack.spawn_function("process-file", port, {**env, **changes}, tmp_path)
+        started.append(process)
+        return localstack.wait_healthy(process, port, "process-file") + "/"
+
+    yield start
+    for process in started:
+        localstack.stop(process)
+
+
+@pytest.mark.parametrize("broken", ["DATABASE_URL", "REDIS_URL", "S3_ENDPOINT"])
+def test_unreachable_service_gives_5xx_and_the_redelivery_completes(
+        stack: tuple[dict[str, str], dict[str, str]], spawn: Any, broken: str) -> None:
+    env, urls = stack
+    ticker = f"GONE{broken[0]}"
+    batch_id, notification = _upload(env, urls, f"{ticker}.csv", ohlcv_csv(None, 9))
+    dead = f"127.0.0.1:{free_port()}"
+    url = spawn(**{broken: {"DATABASE_URL": f"postgresql://postgres@{dead}/x",
+                            "REDIS_URL": f"redis://{dead}/0",
+                            "S3_ENDPOINT": f"http://{dead}"}[broken],
+                   "DATABASE_TIMEOUT_SECONDS": "1"})
+    headers, body = raw_webhook(notification)
+    answer = requests.post(url, data=body, timeout=60,
+                           headers={**headers, "Authorization": f"Bearer {WEBHOOK_TOKEN}"})
+    assert answer.status_code == 503 and answer.headers["Retry-After"]
+    assert _file_status(env["DATABASE_URL"], batch_id) == "PENDING"  # nothing failed by mistake
+    assert _deliver_until_handled(spawn(), raw_webhook, notification) == 204
+    assert _count(env["DATABASE_URL"], ticker) == 9
+    assert _state(urls, batch_id)["status"] == "COMPLETED"
+
+
+def test_redis_flushed_mid_batch_status_is_rebuilt_exactly(
+        stack: tuple[dict[str, str], dict[str, str]]) -> None:
+    import redis
+
+    env, urls = stack
+    names = [f"FLUSH{i}.csv" for i in range(6)]
+    answer = requests.post(f"{urls['presign']}/bulk", headers=AUTH, timeout=30,
+                           json={"files": [{"name": n} for n in names]})
+    batch = answer.json()["data"]
+    store = Minio(env["S3_ENDPOINT"].removeprefix("http://"), "testing", "testing", secure=False,
+                  region="us-east-1")
+    notifications = []
+    for upload in batch["uploadUrls"]:
+        put(upload, ohlcv_csv(None, 11))
+        stat = store.stat_object(env["S3_BUCKET"], upload["objectKey"])
+        notifications.append(webhook(env["S3_BUCKET"], upload["objectKey"], stat.etag or "",
+                                     stat.size or 0))
+    for notification in notifications[:3]:
+        _deliver_until_handled(urls["process-file"], raw_webhook, notification)
+    client = redis.Redis.from_url(env["REDIS_URL"])
+    for key in client.scan_iter(f"{env['REDIS_KEY_PREFIX']}*"):
+        client.delete(key)  # what FLUSHDB does to this run's keys
+    _deliver_until_handled(urls["process-file"], raw_webhook, notifications[3])
+    middle = _state(urls, batch["batchId"])
+    assert (middle["total"], middle["processed"], middle["rowsLoaded"]) == (6, 4, 44)
+    assert middle["queue"] == {"waiting": 2, "active": 0, "completed": 4, "failed": 0}
+    for notification in notifications[4:] + notifications[:2]:
+        _deliver_until_handled(urls["process-file"], raw_webhook, notification)
+    final = _state(urls, batch["batchId"])
+    assert (final["status"], final["processed"], final["rowsLoaded"]) == ("COMPLETED", 6, 66)
+
+
+def test_retry_reprocesses_only_failed_files_from_the_stored_objects(
+        stack: tuple[dict[str, str], dict[str, str]]) -> None:
+    env, urls = stack
+    answer = requests.post(f"{urls['presign']}/bulk", headers=AUTH, timeout=30,
+                           json={"files": [{"name": "RETRYOK.csv"}, {"name": "RETRYBAD.csv"}]})
+    batch = answer.json()["data"]
+    good, bad = batch["uploadUrls"]
+    put(good, ohlcv_csv(None, 5))
+    put(bad, b"Date;Open\n")
+    store = Minio(env["S3_ENDPOINT"].removeprefix("http://"), "testing", "testing", secure=False,
+                  region="us-east-1")
+    for upload in (good, bad):
+        stat = store.stat_object(env["S3_BUCKET"], upload["objectKey"])
+        _deliver_until_handled(urls["process-file"], raw_webhook, webhook(
+            env["S3_BUCKET"], upload["objectKey"], stat.etag or "", stat.size or 0))
+    assert _state(urls, batch["batchId"])["status"] == "PARTIAL"
+    put(bad, ohlcv_csv(None, 7))  # the admin fixes the object in place
+    retried = requests.post(f"{urls['status']}/batch/{batch['batchId']}/retry", headers=AUTH,
+                            timeout=30)
+    assert retried.status_code == 202 and retried.json()["data"]["retried"] == 1
+    _wait_for(lambda: _state(urls, batch["batchId"])["status"] == "COMPLETED", "retry")
+    state = _state(urls, batch["batchId"])
+    assert (state["rowsLoaded"], state["failed"]) == (12, 0)
+
+
+def test_reconcile_command_finishes_every_batch(
+        stack: tuple[dict[str, str], dict[str, str]]) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    env, urls = stack
+    answer = requests.post(f"{urls['presign']}/bulk", headers=AUTH, timeout=30,
+                           json={"files": [{"name": "RECLAND.csv"}, {"name": "RECNEVER.csv"}]})
+    batch = answer.json()["data"]
+    put(batch["uploadUrls"][0], ohlcv_csv(None, 4))  # its event is lost; the other never comes
+    with psycopg.connect(env["DATABASE_URL"]) as conn:  # the upload URLs have expired
+        conn.execute("UPDATE ingest_batches SET expires_at = now() - interval '1 minute'"
+                     " WHERE id = %s", (batch["batchId"],))
+    ran = subprocess.run([sys.executable, str(ROOT / "scripts" / "reconcile")], check=True,
+                         env={**env, "PROCESS_FILE_URL": ""}, capture_output=True, text=True,
+                         timeout=120)
+    counts = json.loads(ran.stdout.strip().splitlines()[-1])
+    assert counts["processed"] >= 1 and counts["never_uploaded"] >= 1
+    state = _state(urls, batch["batchId"])
+    assert state["status"] == "PARTIAL" and state["rowsLoaded"] == 4
+    assert "never uploaded" in state["files"][1]["error"]
+
+
+def test_two_worker_processes_on_shared_tickers(
+        stack: tuple[dict[str, str], dict[str, str]], spawn: Any) -> None:
+    env, urls = stack
+    url = spawn(WORKERS="2", THREADS="4")
+    tickers = ["WKA", "WKB", "WKC"]
+    notifications = []
+    for n in range(8):
+        order = tickers if n % 2 else tickers[::-1]
+        lines = ["Date,Ticker,Open,High,Low,Close"] + [
+            f"2022-02-{day:02d},{t},5,9,1,{n + 2}" for t in order for day in range(1, 29)]
+        _, notification = _upload(env, urls, f"WK{n}.csv", ("\n".join(lines) + "\n").encode())
+        notifications.append(notification)
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(
+            lambda pair: _deliver_until_handled(url, FORMS[pair[0] % 3], pair[1]),
+            enumerate(notifications)))
+    assert answers == [204] * 8
+    with psycopg.connect(env["DATABASE_URL"]) as conn:
+        rows = conn.execute(
+            "SELECT t.symbol, count(*), count(DISTINCT close) FROM seasonality_data d JOIN"
+            " tickers t ON t.id = d.ticker_id WHERE t.symbol LIKE 'WK_' GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+    assert rows == [(t, 28, 1) for t in tickers]
+    with psycopg.connect(env["DATABASE_URL"]) as conn:  # the last upload (WK7) won everywhere
+        closes = conn.execute("SELECT DISTINCT close FROM seasonality_data d JOIN tickers t"
+                              " ON t.id = d.ticker_id WHERE t.symbol LIKE 'WK_'").fetchall()
+    assert [str(c) for (c,) in closes] == ["9"]

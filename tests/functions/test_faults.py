@@ -11,10 +11,7 @@ import pytest
 
 from shared.clients import Clients
 from shared.events import minio_notification
-from shared.models import PresignRequest
-from shared.presign import presign
 from shared.process import process_object
-from shared.reconcile import reconcile
 from shared.settings import Settings
 from tests.conftest import free_port
 from tests.functions.test_entry_points import AUTH, _raw, _status, _store, _uploaded
@@ -32,26 +29,6 @@ def _rows(env: dict[str, str], ticker: str) -> list[tuple[Any, ...]]:
         return conn.execute(
             "SELECT d.date, d.close FROM seasonality_data d JOIN tickers t ON t.id = d.ticker_id"
             " WHERE t.symbol = %s ORDER BY 1", (ticker,)).fetchall()
-
-
-@pytest.mark.parametrize("broken", ["REDIS_URL", "S3_ENDPOINT", "DATABASE_URL"])
-def test_unreachable_service_is_5xx_then_the_redelivery_completes(
-        function_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, broken: str) -> None:
-    from shared.clients import get_clients
-
-    ticker = f"DOWN{broken[0]}"
-    batch_id, notification = _uploaded(function_env, f"{ticker}.csv", ohlcv_csv(None, 4))
-    dead = f"127.0.0.1:{free_port()}"
-    monkeypatch.setenv(broken, {"REDIS_URL": f"redis://{dead}/0", "S3_ENDPOINT": f"http://{dead}",
-                                "DATABASE_URL": f"postgresql://postgres@{dead}/x"}[broken])
-    monkeypatch.setenv("DATABASE_TIMEOUT_SECONDS", "1")
-    get_clients.cache_clear()
-    assert app("process-file").post("/", **_raw(notification)).status_code == 503
-    monkeypatch.setenv(broken, function_env[broken])
-    get_clients.cache_clear()
-    assert _status(batch_id)["files"][0]["status"] == "PENDING"  # not failed by mistake
-    assert app("process-file").post("/", **_raw(notification)).status_code == 204
-    assert _status(batch_id)["status"] == "COMPLETED" and len(_rows(function_env, ticker)) == 4
 
 
 def test_object_larger_than_the_limit_fails_without_being_read(
@@ -133,30 +110,6 @@ def test_concurrent_workers_on_shared_tickers_neither_deadlock_nor_lose_updates(
         completed = conn.execute("SELECT count(*) FROM ingest_files WHERE object_key = ANY(%s)"
                                  " AND status = 'COMPLETED'", (keys,)).fetchone()
     assert closes == [(t, 28, 1) for t in tickers] and completed == (6,)
-
-
-def test_reconcile_processes_lost_events_and_fails_files_never_uploaded(
-        clients: Clients, settings: Settings) -> None:
-    fast = Clients(settings.model_copy(update={"presign_expiry_seconds": 1,
-                                               "event_grace_seconds": 0}))
-    try:
-        batch = presign(fast, PresignRequest.model_validate(
-            {"files": [{"name": "LANDED.csv"}, {"name": "NEVER.csv"}]}))
-        landed, never = (u["objectKey"] for u in batch["uploadUrls"])
-        _put({"S3_BUCKET": settings.s3_bucket, "S3_ENDPOINT": settings.s3_endpoint}, landed,
-             ohlcv_csv(None, 5))
-        time.sleep(1.5)
-        result = reconcile(fast)
-        assert (result.processed, result.never_uploaded) >= (1, 1)
-        files = {f["objectKey"]: f for f in
-                 __import__("shared.status", fromlist=["x"]).batch_status(
-                     fast, batch["batchId"])["files"]}
-        assert files[landed]["status"] == "COMPLETED" and files[landed]["rowsLoaded"] == 5
-        assert files[never]["status"] == "FAILED"
-        assert "never uploaded" in files[never]["error"]
-        assert reconcile(fast).processed == 0  # a second run finds nothing to do
-    finally:
-        fast.close()
 
 
 def test_dead_letter_records_the_failure_on_the_file(function_env: dict[str, str]) -> None:

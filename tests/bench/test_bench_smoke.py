@@ -1,0 +1,82 @@
+"""scripts/bench end to end at --quick sizes: every scenario measured and reported (no timings
+are asserted), and the run's databases and Redis keys gone afterwards."""
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import redis
+
+from tests.conftest import CONTRACT_VARIABLES
+from tests.helpers import ROOT
+
+pytestmark = pytest.mark.e2e
+FILES, ROWS, REPEAT = 4, 200, 2
+
+
+def _numbers(value: Any) -> list[float]:
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, int | float):
+        return [value]
+    if isinstance(value, dict):
+        return [n for v in value.values() for n in _numbers(v)]
+    if isinstance(value, list):
+        return [n for v in value for n in _numbers(v)]
+    return []
+
+
+def test_quick_bench_reports_every_scenario(tmp_path: Path) -> None:
+    # GIVEN the test servers (the bench makes its own databases there) and no S3 endpoint
+    admin = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    redis_url = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    prefix = f"test-bench:{secrets.token_hex(6)}:"
+    env = {k: v for k, v in os.environ.items() if k not in CONTRACT_VARIABLES}
+    env.update(DATABASE_URL=admin, REDIS_URL=redis_url, REDIS_KEY_PREFIX=prefix)
+    output = tmp_path / "bench.json"
+
+    # WHEN the quick bench runs, its chain repeated on two fresh databases
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench.py"), "--quick", "--repeat", str(REPEAT),
+         "--json", str(output), "--log-dir", str(tmp_path / "logs")],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False)
+
+    # THEN it reports every scenario with sane numbers and the batch's row counts
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "(a) raw COPY" in done.stdout and "(i) peak RSS" in done.stdout
+    report = json.loads(output.read_text())
+    s = report["scenarios"]
+    assert sorted(s) == list("abcdefghi")
+    assert all(n >= 0 for n in _numbers(s) if n is not None)
+    assert s["a"]["rows"] == s["c"]["rows"] == s["d"]["rows"] == FILES * ROWS
+    assert s["b"]["rows"] == s["b"]["files"] * ROWS
+    assert s["e"]["rows"] == FILES * (ROWS + 1)
+    for key in "abcde":
+        assert s[key]["median_seconds"] > 0 and s[key]["rows_per_second"] > 0
+        assert len(s[key]["samples_seconds"]) == REPEAT
+    for key, rows in (("c", FILES * ROWS), ("d", FILES * ROWS), ("e", FILES * (ROWS + 1))):
+        assert s[key]["rows_loaded"] == rows and s[key]["rows_loaded_ok"]
+    assert [t["n_tup_ins"] for t in s["c"]["tuples"]] == [FILES * ROWS] * REPEAT
+    assert s["d"]["tuples_max"]["n_tup_ins"] == 0
+    assert [t["n_tup_ins"] for t in s["e"]["tuples"]] == [FILES] * REPEAT
+    assert s["f"]["rows"] == 5000 and len(s["f"]["samples_seconds"]) == REPEAT
+    for mode in ("closed_loop", "paced"):
+        assert s["g"][mode]["requests"] > 0 and s["g"][mode]["p99_ms"] >= s["g"][mode]["p50_ms"]
+    assert sorted(int(k) for k in s["h"]) == [10, 20]
+    assert s["i"]["rows_loaded"] == s["i"]["rows"] == 20_000 and s["i"]["peak_vmhwm_mb"] > 0
+    assert set(report["targets"]) == set("cdefghi")
+    assert all(isinstance(t["pass"], bool) for t in report["targets"].values())
+    assert {"nproc", "memory_bytes", "postgresql", "duckdb"} <= set(report["machine"])
+
+    # AND it leaves nothing behind: its databases and Redis keys are gone
+    with psycopg.connect(admin, autocommit=True) as conn:
+        left = conn.execute("SELECT datname FROM pg_database WHERE datname = ANY(%s)",
+                            (report["run"]["databases"],)).fetchall()
+    assert len(report["run"]["databases"]) == REPEAT + 1 and left == []
+    assert list(redis.Redis.from_url(redis_url).scan_iter(match=f"{prefix}*")) == []
