@@ -58,22 +58,27 @@ def presign(clients: Clients, body: PresignRequest) -> dict[str, Any]:
     batch = database.get_batch(clients.pool, batch_id)
     assert batch is not None
     batch_view.put_batch(clients.redis, settings.redis_key_prefix, batch)
-    expires = timedelta(seconds=settings.presign_expiry_seconds)
     return {
         "batchId": batch_id,
         "expiresAt": expires_at.isoformat().replace("+00:00", "Z"),
-        "uploadUrls": [
-            {
-                "fileName": f.file_name,
-                "objectKey": f.object_key,
-                "uploadUrl": storage.presigned_put(
-                    clients.signer, settings.s3_bucket, f.object_key, expires),
-                "method": "PUT",
-                "headers": {"Content-Type": UPLOAD_CONTENT_TYPE},
-            }
-            for f in new_files
-        ],
+        "uploadUrls": [_upload_url(clients, f, expires_at) for f in new_files],
     }
+
+
+def _upload_url(clients: Clients, new_file: NewFile, expires_at: datetime) -> dict[str, Any]:
+    settings = clients.settings
+    target: dict[str, Any] = {"fileName": new_file.file_name, "objectKey": new_file.object_key}
+    if settings.upload_method == "POST":
+        return {**target, "uploadUrl": storage.bucket_url(settings.presign_endpoint,
+                                                          settings.s3_bucket),
+                "method": "POST", "headers": {},
+                "fields": storage.presigned_post(
+                    clients.signer, settings.s3_bucket, new_file.object_key, expires_at,
+                    settings.max_file_bytes, UPLOAD_CONTENT_TYPE)}
+    url = storage.presigned_put(clients.signer, settings.s3_bucket, new_file.object_key,
+                                timedelta(seconds=settings.presign_expiry_seconds))
+    return {**target, "uploadUrl": url, "method": "PUT",
+            "headers": {"Content-Type": UPLOAD_CONTENT_TYPE}}
 
 
 def _check(spec: FileSpec, settings: Settings) -> None:

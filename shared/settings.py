@@ -1,6 +1,6 @@
 """Configuration, read once per process from the environment (names fixed by the contract)."""
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -28,6 +28,7 @@ class Settings(BaseSettings):
     s3_region: str = "us-east-1"
     s3_bucket: str = "seasonality-uploads"
     presign_expiry_seconds: int = Field(default=3600, ge=1, le=7 * 24 * 3600)
+    upload_method: Literal["PUT", "POST"] = "PUT"
 
     api_tokens: CommaList = ()
     auth_disabled: bool = False

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 import urllib3
 from minio import Minio
+from minio.datatypes import PostPolicy
 from minio.error import S3Error
 
 from .errors import TransientError
@@ -45,6 +46,21 @@ def client(settings: Settings, endpoint: str) -> Minio:
 
 def presigned_put(signer: Minio, bucket: str, key: str, expires: timedelta) -> str:
     return signer.presigned_put_object(bucket, key, expires=expires)
+
+
+def presigned_post(signer: Minio, bucket: str, key: str, expires_at: datetime,
+                   max_bytes: int, content_type: str) -> dict[str, str]:
+    """Form fields for a browser POST upload whose policy bounds the size (for stores that
+    enforce POST policies; a presigned PUT cannot bound anything)."""
+    policy = PostPolicy(bucket, expires_at)
+    policy.add_equals_condition("key", key)
+    policy.add_equals_condition("Content-Type", content_type)
+    policy.add_content_length_range_condition(1, max_bytes)
+    return {**signer.presigned_post_policy(policy), "key": key, "Content-Type": content_type}
+
+
+def bucket_url(endpoint: str, bucket: str) -> str:
+    return f"{endpoint}/{bucket}"
 
 
 def presigned_get(signer: Minio, bucket: str, key: str, expires: timedelta) -> str:

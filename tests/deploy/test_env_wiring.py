@@ -129,3 +129,13 @@ def test_max_inflight_sets_the_threads_and_matches_the_pool(stack: Doc, tmp_path
 
         assert environment["max_inflight"] == environment["DATABASE_POOL_SIZE"], name
         assert int(env["THREADS"]) == int(environment["max_inflight"]) + 1, name
+
+
+def test_the_wired_names_are_the_settings_the_code_reads() -> None:
+    """Every setting without a default is provided, and every provided name is read."""
+    from shared.settings import Settings
+
+    fields = {name.upper(): info for name, info in Settings.model_fields.items()}
+    required = {name for name, info in fields.items() if info.is_required()}
+    assert required <= CONTRACT_ENV
+    assert CONTRACT_ENV - {"TMPDIR"} <= set(fields)

@@ -132,3 +132,28 @@ def test_minio_credentials_never_reach_error_messages(function_env: dict[str, st
     assert answer.status_code == 503 and "hunter2" not in answer.get_data(as_text=True)
 
 
+
+
+def test_presigned_post_option_bounds_the_size_in_its_policy(
+        function_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import base64
+    import json
+
+    import requests
+
+    monkeypatch.setenv("UPLOAD_METHOD", "POST")
+    monkeypatch.setenv("MAX_FILE_BYTES", "5000")
+    response = app("presign").post("/bulk", json={"files": [{"name": "POSTED.csv"}]},
+                                   headers=AUTH)
+    target = response.json["data"]["uploadUrls"][0]
+    assert target["method"] == "POST" and target["headers"] == {}
+    policy = json.loads(base64.b64decode(target["fields"]["policy"]))
+    assert ["content-length-range", 1, 5000] in policy["conditions"]
+    assert ["eq", "$key", target["objectKey"]] in policy["conditions"]
+    # a browser-style form upload to the S3 endpoint
+    body = ohlcv_csv(None, 3)
+    answer = requests.post(target["uploadUrl"], data=target["fields"],
+                           files={"file": ("POSTED.csv", body, "text/csv")}, timeout=30)
+    assert answer.status_code in (200, 201, 204), answer.text
+    stored = _store(function_env).get_object(function_env["S3_BUCKET"], target["objectKey"])
+    assert stored.read() == body
