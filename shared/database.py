@@ -13,6 +13,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from .errors import FileRejectedError, NotFoundError, RequestError, TransientError
 from .models import BatchRecord, FileRecord, NewFile
+from .reader import ParsedFile
 from .settings import Settings
 
 COPY_CHUNK_BYTES = 1 << 20
@@ -135,68 +136,94 @@ def release_lease(pool: ConnectionPool, object_key: str) -> None:
         )
 
 
+def ticker_ids(pool: ConnectionPool, symbols: list[str]) -> dict[str, int]:
+    """Ids of the symbols, created where new (in sorted order: no deadlocks between workers).
+
+    Committed on its own: a ticker without rows is harmless, and the load transaction then
+    takes no lock on the shared tickers table."""
+    with transaction(pool) as conn:
+        conn.execute(
+            "INSERT INTO tickers (symbol) SELECT s FROM unnest(%s::text[]) s ORDER BY s"
+            " ON CONFLICT (symbol) DO NOTHING", (symbols,))
+        rows = conn.execute("SELECT symbol, id FROM tickers WHERE symbol = ANY(%s)",
+                            (symbols,)).fetchall()
+    return {symbol: ticker_id for symbol, ticker_id in rows}
+
+
 def load_file(pool: ConnectionPool, record: FileRecord, etag: str, uploaded_at: datetime,
-              staged_csv: Path, tickers: list[str], rows_rejected: int,
-              rejects_key: str | None) -> bool:
+              parsed: ParsedFile, rejects_key: str | None) -> bool:
     """Load a parsed file all or nothing; False when this version was already finished."""
     try:
-        return _load(pool, record, etag, uploaded_at, staged_csv, tickers, rows_rejected,
-                     rejects_key)
+        with transaction(pool) as conn:
+            # The claim is the conditional write that makes redelivery harmless: a concurrent
+            # duplicate blocks on this row and then finds it finished.
+            if not _claim(conn, record.object_key, etag):
+                return False
+            _insert_rows(conn, parsed)
+            conn.execute(
+                "UPDATE ingest_files SET status = 'COMPLETED', etag = %s, uploaded_at = %s,"
+                " rows_loaded = %s, rows_rejected = %s, tickers = %s, error = NULL,"
+                " rejects_key = %s, finished_at = now(), updated_at = now()"
+                " WHERE object_key = %s",
+                (etag, uploaded_at, parsed.rows_loaded, parsed.rows_rejected, parsed.tickers,
+                 rejects_key, record.object_key),
+            )
+            return True
     except psycopg.errors.DataError as error:  # a value the reader let through; not retryable
         cause = error.diag.message_primary
         raise FileRejectedError(f"A value cannot be stored: {cause}") from error
 
 
-def _load(pool: ConnectionPool, record: FileRecord, etag: str, uploaded_at: datetime,
-          staged_csv: Path, tickers: list[str], rows_rejected: int,
-          rejects_key: str | None) -> bool:
-    with transaction(pool) as conn:
-        # The claim is the conditional write that makes redelivery harmless: a concurrent
-        # duplicate blocks on this row and then finds it finished.
-        if not _claim(conn, record.object_key, etag):
-            return False
-        conn.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS ingest_stage (symbol text, date date, open numeric,"
-            " high numeric, low numeric, close numeric, volume numeric, open_interest numeric)"
-            " ON COMMIT DELETE ROWS"
-        )
-        with conn.cursor() as cur:
-            with cur.copy("COPY ingest_stage FROM STDIN (FORMAT csv)") as copy, \
-                    staged_csv.open("rb") as source:
-                while chunk := source.read(COPY_CHUNK_BYTES):
-                    copy.write(chunk)
-            rows_loaded = cur.execute("SELECT count(*) FROM ingest_stage").fetchone()
-        # Sorted inserts keep the lock order the same in every worker, so no deadlocks.
-        conn.execute(
-            "INSERT INTO tickers (symbol) SELECT DISTINCT symbol FROM ingest_stage ORDER BY symbol"
-            " ON CONFLICT (symbol) DO NOTHING"
-        )
-        conn.execute(_UPSERT, {"uploaded_at": uploaded_at})
-        conn.execute(
-            "UPDATE ingest_files SET status = 'COMPLETED', etag = %s, uploaded_at = %s,"
-            " rows_loaded = %s, rows_rejected = %s, tickers = %s, error = NULL, rejects_key = %s,"
-            " finished_at = now(), updated_at = now() WHERE object_key = %s",
-            (etag, uploaded_at, rows_loaded[0] if rows_loaded else 0, rows_rejected, tickers,
-             rejects_key, record.object_key),
-        )
-        return True
+def _insert_rows(conn: psycopg.Connection[Any], parsed: ParsedFile) -> None:
+    """Straight COPY when none of the file's tickers has rows in its date range (a new
+    history, a new day), otherwise a staged upsert that leaves unchanged rows untouched."""
+    overlap = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM seasonality_data WHERE ticker_id = ANY(%s)"
+        " AND date BETWEEN %s AND %s)",
+        (parsed.ticker_ids, parsed.first_date, parsed.last_date),
+    ).fetchone()
+    if overlap and not overlap[0]:
+        try:
+            with conn.transaction():  # a savepoint: a concurrent load may have won the race
+                _copy(conn, "seasonality_data", parsed.rows_csv)
+                return
+        except psycopg.errors.UniqueViolation:
+            pass
+    conn.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS ingest_stage (LIKE seasonality_data) ON COMMIT DELETE ROWS"
+    )
+    _copy(conn, "ingest_stage", parsed.rows_csv)
+    conn.execute(_UPSERT)
 
 
+def _copy(conn: psycopg.Connection[Any], table: str, rows_csv: Path) -> None:
+    with conn.cursor() as cur, cur.copy(
+        f"COPY {table} (ticker_id, date, open, high, low, close, volume, open_interest,"
+        " uploaded_at) FROM STDIN (FORMAT csv)"
+    ) as copy, rows_csv.open("rb") as source:
+        while chunk := source.read(COPY_CHUNK_BYTES):
+            copy.write(chunk)
+
+
+# Rows identical to the stored ones are filtered out before the insert (a primary-key probe
+# each), so an unchanged re-upload writes, locks and dirties nothing.
 _UPSERT = """
 INSERT INTO seasonality_data AS d
     (ticker_id, date, open, high, low, close, volume, open_interest, uploaded_at)
-SELECT t.id, s.date, s.open, s.high, s.low, s.close, s.volume, s.open_interest, %(uploaded_at)s
-FROM ingest_stage s JOIN tickers t ON t.symbol = s.symbol
-ORDER BY t.id, s.date
+SELECT s.ticker_id, s.date, s.open, s.high, s.low, s.close, s.volume, s.open_interest,
+       s.uploaded_at
+FROM ingest_stage s
+WHERE NOT EXISTS (
+    SELECT 1 FROM seasonality_data e
+    WHERE e.ticker_id = s.ticker_id AND e.date = s.date
+      AND (e.open, e.high, e.low, e.close, e.volume, e.open_interest)
+        = (s.open, s.high, s.low, s.close, s.volume, s.open_interest))
+ORDER BY s.ticker_id, s.date
 ON CONFLICT (ticker_id, date) DO UPDATE SET
     open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close,
     volume = EXCLUDED.volume, open_interest = EXCLUDED.open_interest,
     uploaded_at = EXCLUDED.uploaded_at
 WHERE d.uploaded_at <= EXCLUDED.uploaded_at
-  AND (d.open, d.high, d.low, d.close, d.volume, d.open_interest)
-      IS DISTINCT FROM
-      (EXCLUDED.open, EXCLUDED.high, EXCLUDED.low, EXCLUDED.close, EXCLUDED.volume,
-       EXCLUDED.open_interest)
 """
 
 

@@ -81,12 +81,10 @@ def _load(clients: Clients, record: FileRecord, stored: storage.StoredObject,
             raise FileRejectedError(
                 f"The file is {stored.size} bytes, over the limit of {settings.max_file_bytes}.")
         with tempfile.TemporaryDirectory(prefix="ingest-") as workdir:
-            parsed = _parse(clients, record, Path(workdir))
+            parsed = _parse(clients, record, uploaded_at, Path(workdir))
             rejects_key = _store_rejects(clients, record, parsed)
-            loaded = database.load_file(
-                clients.pool, record, stored.etag, uploaded_at, parsed.rows_csv, parsed.tickers,
-                parsed.rows_rejected, rejects_key,
-            )
+            loaded = database.load_file(clients.pool, record, stored.etag, uploaded_at, parsed,
+                                        rejects_key)
     except FileRejectedError as error:
         return _fail(clients, record, stored.etag, str(error))
     return _publish(clients, record, "completed" if loaded else "duplicate")
@@ -125,7 +123,8 @@ def upload_batch(key: str) -> str | None:
     return parts[1]
 
 
-def _parse(clients: Clients, record: FileRecord, workdir: Path) -> ParsedFile:
+def _parse(clients: Clients, record: FileRecord, uploaded_at: datetime,
+           workdir: Path) -> ParsedFile:
     settings = clients.settings
     found = layout.detect(storage.head(clients.store, settings.s3_bucket, record.object_key))
     ticker = None
@@ -136,7 +135,8 @@ def _parse(clients: Clients, record: FileRecord, workdir: Path) -> ParsedFile:
                 "No ticker: the file has no ticker column, none was given at upload, and the "
                 f"file name {record.file_name!r} does not start with a plausible symbol.")
     url = f"s3://{settings.s3_bucket}/{record.object_key}"
-    return clients.reader.read(url, found, ticker, workdir)
+    return clients.reader.read(url, found, ticker, uploaded_at,
+                               lambda symbols: database.ticker_ids(clients.pool, symbols), workdir)
 
 
 def _store_rejects(clients: Clients, record: FileRecord, parsed: ParsedFile) -> str | None:

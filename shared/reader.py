@@ -7,8 +7,9 @@ on its own cursor, so threads never share a connection.
 import csv
 import shutil
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -148,13 +149,21 @@ AMOUNTS = ("volume", "open_interest")
 _VALUES = ", ".join(f"ingest_value({f}) AS {f}_v" for f in PRICES + AMOUNTS)
 
 
+TickerIds = Callable[[list[str]], dict[str, int]]
+
+
 @dataclass(frozen=True)
 class ParsedFile:
-    rows_csv: Path  # symbol,date,open,high,low,close,volume,open_interest: valid, de-duplicated
+    # ticker_id,date,open,high,low,close,volume,open_interest,uploaded_at: the valid rows,
+    # de-duplicated, in primary-key order, ready for COPY into seasonality_data
+    rows_csv: Path
     rejects_csv: Path | None
     rows_loaded: int
     rows_rejected: int
     tickers: list[str]
+    ticker_ids: list[int]
+    first_date: date | None
+    last_date: date | None
 
 
 class Reader:
@@ -173,12 +182,16 @@ class Reader:
         self._db.executemany("INSERT INTO ingest_reasons VALUES (?, ?)", list(REASONS.items()))
         self._lock = threading.Lock()
 
-    def read(self, url: str, layout: Layout, ticker: str | None, workdir: Path) -> ParsedFile:
-        """Parse one object into a CSV of valid rows ready for COPY, and one of rejected rows."""
+    def read(self, url: str, layout: Layout, ticker: str | None, uploaded_at: datetime,
+             ticker_ids: TickerIds, workdir: Path) -> ParsedFile:
+        """Parse one object into a CSV of valid rows ready for COPY, and one of rejected rows.
+
+        `ticker_ids` maps the file's symbols to ids (creating them) before the rows are written.
+        """
         with self._lock:
             cursor = self._db.cursor()
         try:
-            return _read(cursor, url, layout, ticker, workdir)
+            return _read(cursor, url, layout, ticker, workdir, _Stamp(uploaded_at, ticker_ids))
         except duckdb.IOException as error:
             raise TransientError(f"object store unavailable: {error}") from error
         except (duckdb.InvalidInputException, duckdb.ConversionException) as error:
@@ -188,8 +201,14 @@ class Reader:
             cursor.close()
 
 
+@dataclass(frozen=True)
+class _Stamp:
+    uploaded_at: datetime
+    ticker_ids: TickerIds
+
+
 def _read(cursor: duckdb.DuckDBPyConnection, url: str, layout: Layout, ticker: str | None,
-          workdir: Path) -> ParsedFile:
+          workdir: Path, stamp: _Stamp) -> ParsedFile:
     if layout.text_encoding is not None:
         url = _transcoded(cursor, url, layout.text_encoding, workdir)
     scan, params = _scan(url, layout)
@@ -208,20 +227,30 @@ def _read(cursor: duckdb.DuckDBPyConnection, url: str, layout: Layout, ticker: s
         " WHERE rn <= $last OR filled >= 2 OR ingest_date(d, $dayfirst) IS NOT NULL)))",
         {"today": datetime.now(UTC).date(), "dayfirst": dayfirst, "comma": comma, "last": last},
     )
-    rows_csv = workdir / "rows.csv"
-    cursor.execute(f"COPY (SELECT symbol, date, {fields} FROM parsed WHERE keep"
-                   f" ORDER BY symbol, date) TO '{rows_csv}' (HEADER false)")
-    loaded, rejected, tickers = _one(
+    loaded, rejected, tickers, first, last_date = _one(
         cursor, "SELECT count(*) FILTER (WHERE keep), count(*) FILTER (WHERE reason IS NOT NULL),"
-        " list(DISTINCT symbol ORDER BY symbol) FILTER (WHERE keep) FROM parsed")
+        " list(DISTINCT symbol ORDER BY symbol) FILTER (WHERE keep),"
+        " min(date) FILTER (WHERE keep), max(date) FILTER (WHERE keep) FROM parsed")
     if rejected and not loaded:
         code, line = _one(cursor, "SELECT reason, rn FROM parsed ORDER BY rn LIMIT 1")
         raise FileRejectedError(
             f"No valid data rows: all {rejected} were rejected (first, line "
             f"{layout.header_line + 1 + line}: {REASONS[code]})."
         )
+    tickers = list(tickers or [])
+    ids = stamp.ticker_ids(tickers)
+    rows_csv = workdir / "rows.csv"
+    cursor.execute(
+        f"COPY (SELECT m.id, p.date, {', '.join('p.' + f for f in PRICES + AMOUNTS)},"
+        " $uploaded_at FROM parsed p JOIN (SELECT unnest($symbols) AS symbol,"
+        " unnest($ids) AS id) m ON m.symbol = p.symbol WHERE p.keep ORDER BY m.id, p.date)"
+        f" TO '{rows_csv}' (HEADER false)",
+        {"uploaded_at": stamp.uploaded_at.isoformat(), "symbols": tickers,
+         "ids": [ids[t] for t in tickers]},
+    )
     rejects_csv = _write_rejects(cursor, scan, params, layout, workdir) if rejected else None
-    return ParsedFile(rows_csv, rejects_csv, loaded, rejected, list(tickers or []))
+    return ParsedFile(rows_csv, rejects_csv, loaded, rejected, tickers,
+                      sorted(ids[t] for t in tickers), first, last_date)
 
 
 def _transcoded(cursor: duckdb.DuckDBPyConnection, url: str, encoding: str,

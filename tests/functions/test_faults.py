@@ -157,3 +157,36 @@ def test_presigned_post_option_bounds_the_size_in_its_policy(
     assert answer.status_code in (200, 201, 204), answer.text
     stored = _store(function_env).get_object(function_env["S3_BUCKET"], target["objectKey"])
     assert stored.read() == body
+
+
+def _versions(env: dict[str, str], ticker: str) -> dict[str, tuple[str, str]]:
+    with psycopg.connect(env["DATABASE_URL"]) as conn:
+        rows = conn.execute(
+            "SELECT d.date::text, d.xmin::text, d.close::text FROM seasonality_data d"
+            " JOIN tickers t ON t.id = d.ticker_id WHERE t.symbol = %s", (ticker,)).fetchall()
+    return {day: (xmin, close) for day, xmin, close in rows}
+
+
+def test_reuploads_write_only_what_changed(function_env: dict[str, str]) -> None:
+    process = app("process-file")
+    # GIVEN a loaded history
+    _, first = _uploaded(function_env, "DELTA.csv", ohlcv_csv(None, 20))
+    process.post("/", **_raw(first))
+    before = _versions(function_env, "DELTA")
+    # WHEN the identical file comes again in a new batch: nothing is rewritten
+    again_batch, again = _uploaded(function_env, "DELTA.csv", ohlcv_csv(None, 20))
+    process.post("/", **_raw(again))
+    assert _versions(function_env, "DELTA") == before
+    assert _status(again_batch)["rowsLoaded"] == 20
+    # WHEN tomorrow's file has one more day: only that row is written
+    _, delta = _uploaded(function_env, "DELTA.csv", ohlcv_csv(None, 21))
+    process.post("/", **_raw(delta))
+    after = _versions(function_env, "DELTA")
+    assert len(after) == 21 and {k: after[k] for k in before} == before
+    # WHEN a newer upload corrects a value: that row changes, the rest stays
+    corrected = ohlcv_csv(None, 21).replace(b",100.27,1002", b",100.99,1002")
+    _, fix = _uploaded(function_env, "DELTA.csv", corrected)
+    process.post("/", **_raw(fix))
+    final = _versions(function_env, "DELTA")
+    changed = {day for day in final if final[day] != after[day]}
+    assert changed == {"2020-01-03"} and final["2020-01-03"][1] == "100.99"
