@@ -6,6 +6,7 @@ on its own cursor, so threads never share a connection.
 
 import csv
 import shutil
+import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -147,6 +148,22 @@ END
 PRICES = ("open", "high", "low", "close")
 AMOUNTS = ("volume", "open_interest")
 _VALUES = ", ".join(f"ingest_value({f}) AS {f}_v" for f in PRICES + AMOUNTS)
+# The common file (ISO dates, plain decimal numbers) takes a lane of plain casts: one pattern
+# per row decides it, and the per-cell cleaning of the general lane costs several times more.
+_PLAIN_NUMBER = "([0-9]+([.][0-9]+)?)?"
+_PLAIN_CHECK = (
+    "SELECT count(*) FILTER (WHERE NOT (regexp_full_match(coalesce(d, ''),"
+    " '[0-9]{4}-[0-9]{2}-[0-9]{2}') AND regexp_full_match(concat_ws('|', "
+    + ", ".join(f"coalesce({f}, '')" for f in PRICES + AMOUNTS)
+    + f"), '({_PLAIN_NUMBER}[|]){{5}}{_PLAIN_NUMBER}'))) FROM raw"
+)
+_PLAIN_ROWS = (
+    "SELECT rn, symbol, CAST(d AS DATE) AS date, "
+    + ", ".join(f"nullif({f}, '') AS {f}" for f in PRICES) + ", "
+    + ", ".join(f"coalesce(nullif({f}, ''), '0') AS {f}" for f in AMOUNTS)
+    + " FROM raw"
+)
+_PLAIN_VALUES = ", ".join(f"CAST({f} AS DOUBLE) AS {f}_v" for f in PRICES + AMOUNTS)
 
 
 TickerIds = Callable[[list[str]], dict[str, int]]
@@ -168,7 +185,13 @@ class ParsedFile:
 
 class Reader:
     def __init__(self, settings: Settings) -> None:
-        self._db = duckdb.connect(config={"memory_limit": settings.duckdb_memory_limit})
+        # One thread per query: files arrive several at a time, and a 5,000-row file is too
+        # small to split; beyond the memory limit DuckDB spills to the temporary directory.
+        self._db = duckdb.connect(config={
+            "memory_limit": settings.duckdb_memory_limit,
+            "threads": settings.duckdb_threads,
+            "temp_directory": str(Path(tempfile.gettempdir()) / "ingest-duckdb"),
+        })
         self._db.execute(f"LOAD '{HTTPFS}'")
         endpoint = urlsplit(settings.s3_endpoint)
         self._db.execute(
@@ -217,15 +240,19 @@ def _read(cursor: duckdb.DuckDBPyConnection, url: str, layout: Layout, ticker: s
         f"CREATE TEMP TABLE raw AS SELECT rn, {_raw_cells(layout)} FROM ({scan})",
         {**params, **({"ticker": ticker} if "ticker" not in layout.columns else {})},
     )
-    dayfirst, comma, last = _decide(cursor, layout)
+    if _plain(cursor):
+        rows, values, lane = _PLAIN_ROWS, _PLAIN_VALUES, {}
+    else:
+        dayfirst, comma, last = _decide(cursor, layout)
+        rows = (f"SELECT rn, {_normalised()} FROM raw WHERE rn <= $last OR filled >= 2"
+                " OR ingest_date(d, $dayfirst) IS NOT NULL")
+        values, lane = _VALUES, {"dayfirst": dayfirst, "comma": comma, "last": last}
     cursor.execute(
         f"CREATE TEMP TABLE parsed AS SELECT rn, reason, symbol, date, {fields},"
         " reason IS NULL AND row_number() OVER (PARTITION BY symbol, date, reason IS NULL"
         " ORDER BY rn DESC) = 1 AS keep"
-        f" FROM (SELECT *, {_CLASSIFY} AS reason FROM (SELECT *, {_VALUES} FROM ("
-        f"SELECT rn, {_normalised()} FROM raw"
-        " WHERE rn <= $last OR filled >= 2 OR ingest_date(d, $dayfirst) IS NOT NULL)))",
-        {"today": datetime.now(UTC).date(), "dayfirst": dayfirst, "comma": comma, "last": last},
+        f" FROM (SELECT *, {_CLASSIFY} AS reason FROM (SELECT *, {values} FROM ({rows})))",
+        {"today": datetime.now(UTC).date(), **lane},
     )
     loaded, rejected, tickers, first, last_date = _one(
         cursor, "SELECT count(*) FILTER (WHERE keep), count(*) FILTER (WHERE reason IS NOT NULL),"
@@ -263,6 +290,10 @@ def _transcoded(cursor: duckdb.DuckDBPyConnection, url: str, encoding: str,
     with path.open("w", encoding="utf-8", newline="") as out:
         out.write(decode_legacy(bytes(content), encoding))
     return str(path)
+
+
+def _plain(cursor: duckdb.DuckDBPyConnection) -> bool:
+    return not _one(cursor, _PLAIN_CHECK)[0]
 
 
 def _decide(cursor: duckdb.DuckDBPyConnection, layout: Layout) -> tuple[bool, bool, int]:

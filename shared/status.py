@@ -1,16 +1,18 @@
 """Status use cases: the batch's progress (from the Redis view, rebuilt from the ledger when
 missing), retry of failed files, and processing of landed objects whose event never came."""
 
+import logging
 from datetime import timedelta
 from typing import Any
 
 from . import batch_view, database, storage
 from .clients import Clients, get_clients
 from .dispatch import hand_over
-from .errors import NotFoundError, TransientError
+from .errors import NotFoundError
 from .models import BatchRecord, ProcessRequest, is_batch_id
 
 REJECTS_URL_EXPIRY = timedelta(hours=24)
+log = logging.getLogger("ingest")
 
 
 def batch_status(clients: Clients, batch_id: str) -> dict[str, Any]:
@@ -67,7 +69,8 @@ def queue_length() -> float:
     """Files waiting in all batches, for the csv_queue_length gauge (NaN when unknown)."""
     try:
         return float(database.count_waiting(get_clients().pool))
-    except TransientError:
+    except Exception:  # a scrape must not lose every other metric over this one
+        log.warning("csv_queue_length unavailable", exc_info=True)
         return float("nan")
 
 
