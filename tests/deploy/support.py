@@ -95,6 +95,19 @@ def pod_labels(doc: Doc) -> dict[str, str]:
     return doc["spec"]["template"]["metadata"]["labels"]
 
 
+def dockerfile_instructions(name: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of functions/<name>/Dockerfile, continuations joined."""
+    text = (REPO / "functions" / name / "Dockerfile").read_text(encoding="utf-8")
+    lines = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+    joined = re.sub(r"\\\n", " ", "\n".join(lines))
+    parsed = []
+    for line in joined.splitlines():
+        if line.strip():
+            keyword, _, arguments = line.strip().partition(" ")
+            parsed.append((keyword.upper(), arguments.strip()))
+    return parsed
+
+
 def parse_env_file(path: Path) -> dict[str, str]:
     pairs = {}
     for line in path.read_text(encoding="utf-8").splitlines():
@@ -158,8 +171,39 @@ def _generated(kind: str, spec: Doc, kdir: Path, options: Doc) -> Doc:
     return doc
 
 
+def _apply_json6902(doc: Doc, operations: list[Doc]) -> Doc:
+    """The `add` and `replace` operations of a JSON 6902 patch (`/-` appends to a list)."""
+    patched = copy.deepcopy(doc)
+    for operation in operations:
+        assert operation["op"] in ("add", "replace"), operation
+        *parents, last = operation["path"].lstrip("/").split("/")
+        node: Any = patched
+        for part in parents:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        if isinstance(node, list):
+            if last == "-":
+                node.append(operation["value"])
+            else:
+                node[int(last)] = operation["value"]
+        else:
+            node[last] = operation["value"]
+    return patched
+
+
 def _apply_patches(docs: list[Doc], kustomization: Doc, kdir: Path) -> list[Doc]:
     for entry in kustomization.get("patches", []):
+        if "target" in entry:
+            target = entry["target"]
+            matches = [
+                i
+                for i, doc in enumerate(docs)
+                if doc["kind"] == target["kind"]
+                and doc["metadata"]["name"] == target["name"]
+                and doc["apiVersion"].startswith(target.get("group", ""))
+            ]
+            assert len(matches) == 1, f"patch {entry['path']} matches {len(matches)}"
+            docs[matches[0]] = _apply_json6902(docs[matches[0]], load_docs(kdir / entry["path"])[0])
+            continue
         for patch in load_docs(kdir / entry["path"]):
             matches = [
                 i

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-import pytest
+import re
+import shutil
+import subprocess
+from pathlib import Path
 
-from .support import OVERLAYS, Doc, find, knative_services, one, pod_labels, pod_spec
+import pytest
+import yaml
+
+from .support import OVERLAYS, Doc, find, knative_services, one, pod_labels, pod_spec, render
 
 KNATIVE_DATA_PATH = {"knative-serving", "kourier-system", "istio-system", "knative-eventing"}
 MINIO_NAMESPACE = "minio"
 # Where the functions may connect: DNS, PostgreSQL, Redis, MinIO.
 ALLOWED_EGRESS_PORTS = {("UDP", 53), ("TCP", 53), ("TCP", 5432), ("TCP", 6379), ("TCP", 9000)}
+# Prometheus scrapes the user container's port (Knative: user-port) from this namespace.
+MONITORING_NAMESPACE = "monitoring"
+METRICS_PORT = 8080
 
 
 def selects(selector: Doc, labels: dict[str, str]) -> bool:
@@ -111,6 +120,13 @@ def test_everything_is_denied_unless_allowed(docs: list[Doc]) -> None:
     assert len(deny) == 1
 
 
+def is_metrics_rule(rule: Doc) -> bool:
+    """An ingress rule that admits only the monitoring namespace's scrapes of /metrics."""
+    ports = {(p["protocol"], p["port"]) for p in rule.get("ports", [])}
+    namespaces = set().union(*(peer_namespaces(peer) for peer in rule.get("from", [{}])))
+    return ports == {("TCP", METRICS_PORT)} and namespaces == {MONITORING_NAMESPACE}
+
+
 def test_only_knative_and_minio_reach_process_file(docs: list[Doc]) -> None:
     labels = pod_labels(knative_services(docs)["process-file"])
     allowed: set[str] = set()
@@ -118,6 +134,8 @@ def test_only_knative_and_minio_reach_process_file(docs: list[Doc]) -> None:
     for policy in policies_for(docs, labels, "Ingress"):
         for rule in policy["spec"].get("ingress", []):
             assert rule.get("from"), f"{policy['metadata']['name']} admits everyone"
+            if is_metrics_rule(rule):
+                continue
             for peer in rule["from"]:
                 allowed |= peer_namespaces(peer)
 
@@ -165,8 +183,74 @@ def test_prometheus_alerts_on_queue_length_and_failure_rate(
     }
 
     queue = rules["LargeProcessingQueue"]
-    assert "csv_queue_length" in queue["expr"] and queue["expr"].endswith("> 100")
+    # Every status replica reports the same database count: max, not sum; and only status
+    # counts (presign and process-file export a constant 0).
+    assert queue["expr"] == 'max(csv_queue_length{function="status"}) > 100'
     assert queue["for"] == "5m"
     failure = rules["CsvFileFailureRate"]
-    failed, _, processed = failure["expr"].partition("/")
-    assert "csv_files_failed_total" in failed and "csv_files_processed_total" in processed
+    expr = " ".join(failure["expr"].split())
+    failed, _, finished = expr.partition(" / ")
+    assert failed == "sum(increase(csv_files_failed_total[15m]))"
+    assert "csv_files_failed_total" in finished and "csv_files_processed_total" in finished
+    assert expr.endswith("> 0.10")
+    # Counters restart in every new pod (scale to zero): never read them raw.
+    for counter in re.findall(r"csv_\w+_total", expr):
+        assert f"increase({counter}[" in expr or f"rate({counter}[" in expr
+
+
+def test_a_pod_monitor_scrapes_every_function_on_knatives_user_port(
+    rendered: dict[str, list[Doc]],
+) -> None:
+    docs = rendered["prod"]
+    monitor = one(docs, "PodMonitor", "csv-ingest")
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    scraped = {
+        name
+        for name, service in knative_services(docs).items()
+        if selects(monitor["spec"]["selector"], pod_labels(service))
+    }
+
+    assert scraped == {"presign", "process-file", "status"}
+    # Knative renames the user container's port to user-port in the revision's pods.
+    assert endpoint["port"] == "user-port" and endpoint["path"] == "/metrics"
+    for service in knative_services(docs).values():
+        (port,) = service["spec"]["template"]["spec"]["containers"][0]["ports"]
+        assert port["containerPort"] == METRICS_PORT
+    targets = {r["targetLabel"]: r["sourceLabels"] for r in endpoint["relabelings"]}
+    assert targets["function"] == ["__meta_kubernetes_pod_label_app_kubernetes_io_name"]
+
+
+def test_the_monitoring_namespace_reaches_every_function_on_the_metrics_port_only(
+    docs: list[Doc],
+) -> None:
+    for name, service in knative_services(docs).items():
+        rules = [
+            rule
+            for policy in policies_for(docs, pod_labels(service), "Ingress")
+            for rule in policy["spec"].get("ingress", [])
+            if MONITORING_NAMESPACE
+            in set().union(*(peer_namespaces(peer) for peer in rule.get("from", [{}])))
+        ]
+        assert rules and all(is_metrics_rule(rule) for rule in rules), name
+
+
+def test_an_overlay_names_its_own_monitoring_namespace(k8s_copy: Path, tmp_path: Path) -> None:
+    """The prod overlay's patch replaces the base rule as a whole, in kustomize too."""
+    overlay = tmp_path / "k8s"
+    shutil.copytree(k8s_copy, overlay)
+    patch = overlay / "overlays" / "prod" / "metrics-ingress.yaml"
+    patch.write_text(patch.read_text(encoding="utf-8").replace(
+        "kubernetes.io/metadata.name: monitoring", "team: observability"), encoding="utf-8")
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        docs = render(overlay / "overlays" / "prod")
+    else:
+        built = subprocess.run(
+            [kubectl, "kustomize", str(overlay / "overlays" / "prod")],
+            capture_output=True, text=True, timeout=60, check=True,
+        )
+        docs = [doc for doc in yaml.safe_load_all(built.stdout) if doc]
+
+    (rule,) = one(docs, "NetworkPolicy", "metrics-ingress")["spec"]["ingress"]
+    assert rule["from"] == [{"namespaceSelector": {"matchLabels": {"team": "observability"}}}]
+    assert rule["ports"] == [{"protocol": "TCP", "port": METRICS_PORT}]

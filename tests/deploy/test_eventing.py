@@ -92,3 +92,15 @@ def test_minio_notifies_the_kafka_topic_the_source_reads(docs: list[Doc]) -> Non
     assert notify["NOTIFY_TARGET"] == "kafka"
     assert notify["KAFKA_BROKERS"] == ",".join(source["bootstrapServers"])
     assert [notify["KAFKA_TOPIC"]] == source["topics"]
+
+
+def test_broker_deliveries_are_not_refused_for_lacking_a_webhook_token(
+    docs: list[Doc], rendered: dict[str, list[Doc]]
+) -> None:
+    """A Trigger sends no bearer token: the component switches process-file's check off,
+    and only there (the image and the rest of the container stay as the base has them)."""
+    container = knative_services(docs)["process-file"]["spec"]["template"]["spec"]["containers"][0]
+    assert {"name": "WEBHOOK_TOKEN", "value": ""} in container["env"]
+    assert container["image"] and container["envFrom"]
+    base = knative_services(rendered["prod"])["process-file"]["spec"]["template"]["spec"]
+    assert all(e["name"] != "WEBHOOK_TOKEN" for e in base["containers"][0].get("env", []))

@@ -10,22 +10,22 @@ import subprocess
 import pytest
 import yaml
 
-from .support import FUNCTIONS, OVERLAYS, REPO, Doc, knative_services, substitute_env
+from .support import (
+    FUNCTIONS,
+    OVERLAYS,
+    REPO,
+    Doc,
+    dockerfile_instructions,
+    knative_services,
+    substitute_env,
+)
 
 IMAGE_USER = 10001
 
 
 def instructions(name: str) -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) of functions/<name>/Dockerfile, continuations joined."""
-    text = (REPO / "functions" / name / "Dockerfile").read_text(encoding="utf-8")
-    lines = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
-    joined = re.sub(r"\\\n", " ", "\n".join(lines))
-    parsed = []
-    for line in joined.splitlines():
-        if line.strip():
-            keyword, _, arguments = line.strip().partition(" ")
-            parsed.append((keyword.upper(), arguments.strip()))
-    return parsed
+    return dockerfile_instructions(name)
 
 
 def arguments_of(name: str, keyword: str) -> list[str]:

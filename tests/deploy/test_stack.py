@@ -51,6 +51,16 @@ def test_health_probes_point_at_healthz(name: str, stack: Doc) -> None:
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)
+def test_pods_invite_prometheus_to_scrape_metrics(name: str, stack: Doc) -> None:
+    """faas-netes sets prometheus.io.scrape "false" on function pods unless one is given."""
+    annotations = stack["functions"][name]["annotations"]
+
+    assert annotations["prometheus.io.scrape"] == "true"
+    assert annotations["prometheus.io.port"] == "8080"
+    assert annotations["prometheus.io.path"] == "/metrics"
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
 def test_scale_labels_fit_community_edition(name: str, stack: Doc) -> None:
     labels = stack["functions"][name]["labels"]
 
