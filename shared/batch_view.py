@@ -22,7 +22,7 @@ T = TypeVar("T")
 Entry = dict[str, Any]
 
 
-def entry(record: FileRecord, position: int = 0, status: str | None = None) -> Entry:
+def entry(record: FileRecord, status: str | None = None) -> Entry:
     return {
         "fileName": record.file_name,
         "objectKey": record.object_key,
@@ -32,19 +32,20 @@ def entry(record: FileRecord, position: int = 0, status: str | None = None) -> E
         "rowsRejected": record.rows_rejected,
         "error": record.error,
         "rejectsKey": record.rejects_key,
-        "position": position,
+        "position": record.position,
     }
 
 
 def put_batch(client: redis.Redis, prefix: str, batch: BatchRecord) -> None:
-    """Write the whole batch from the ledger (at creation, and to rebuild a lost view)."""
+    """Write the batch and the given files' entries from the ledger (at presign, and to
+    rebuild a lost view); entries of other files are left as they are."""
     meta: dict[Any, Any] = {
         "createdAt": _iso(batch.created_at),
         "expiresAt": _iso(batch.expires_at),
         "updatedAt": _iso(batch.updated_at),
     }
     entries: dict[Any, Any] = {
-        f.object_key: json.dumps(entry(f, i)) for i, f in enumerate(batch.files)
+        f.object_key: json.dumps(entry(f)) for f in batch.files
     }
 
     def write() -> None:
@@ -59,15 +60,10 @@ def put_batch(client: redis.Redis, prefix: str, batch: BatchRecord) -> None:
 
 
 def put_file(client: redis.Redis, prefix: str, batch_id: str, file: Entry) -> None:
-    """Overwrite one file's entry, keeping the position it was given at presign."""
-    files_key = _files_key(prefix, batch_id)
-
+    """Overwrite one file's entry."""
     def write() -> None:
-        previous = client.hget(files_key, file["objectKey"])
-        if previous is not None:
-            file["position"] = json.loads(previous).get("position", file["position"])
         pipe = client.pipeline()
-        pipe.hset(files_key, file["objectKey"], json.dumps(file))
+        pipe.hset(_files_key(prefix, batch_id), file["objectKey"], json.dumps(file))
         pipe.hset(_batch_key(prefix, batch_id), "updatedAt", _iso(datetime.now(UTC)))
         _expire(pipe, prefix, batch_id)
         pipe.execute()

@@ -38,6 +38,10 @@ class Clients:
         return storage.client(self.settings, self.settings.presign_endpoint)
 
     @cached_property
+    def put_signer(self) -> storage.PutSigner:
+        return storage.PutSigner(self.settings)
+
+    @cached_property
     def reader(self) -> Reader:
         return Reader(self.settings)
 

@@ -20,7 +20,7 @@ COPY_CHUNK_BYTES = 1 << 20
 T = TypeVar("T")
 _FILE_COLUMNS = (
     "object_key, batch_id, file_name, status, ticker_hint, etag, rows_loaded, rows_rejected,"
-    " tickers, error, rejects_key"
+    " tickers, error, rejects_key, position"
 )
 
 
@@ -61,26 +61,28 @@ def migrate(conn: psycopg.Connection[Any], schema: str) -> None:
 
 def add_files(pool: ConnectionPool, batch_id: str, new_batch: bool, expires_at: datetime,
               max_files: int, new_file: Callable[[int, T], NewFile],
-              specs: Sequence[T]) -> list[NewFile]:
-    """Add files to a batch (created when new) in one transaction; nothing is created on error."""
+              specs: Sequence[T]) -> BatchRecord:
+    """Add files to a batch (created when new) in one transaction; nothing is created on error.
+    Returns the batch with just the files added."""
     with transaction(pool) as conn:
         if new_batch:
             conn.execute("INSERT INTO ingest_batches (id, expires_at) VALUES (%s, %s)",
                          (batch_id, expires_at))
         row = conn.execute(
-            "SELECT file_count FROM ingest_batches WHERE id = %s FOR UPDATE", (batch_id,)
+            "SELECT file_count, created_at FROM ingest_batches WHERE id = %s FOR UPDATE",
+            (batch_id,),
         ).fetchone()
         if row is None:
             raise NotFoundError("BATCH_NOT_FOUND", f"Batch {batch_id} does not exist.")
-        first = int(row[0])
+        first, created_at = int(row[0]), row[1]
         if first + len(specs) > max_files:
             raise RequestError("TOO_MANY_FILES", f"A batch holds at most {max_files} files.")
         created = [new_file(first + i, spec) for i, spec in enumerate(specs)]
-        conn.execute(
+        expires = conn.execute(
             "UPDATE ingest_batches SET file_count = %s, expires_at = greatest(expires_at, %s)"
-            " WHERE id = %s",
+            " WHERE id = %s RETURNING expires_at",
             (first + len(specs), expires_at, batch_id),
-        )
+        ).fetchone()
         with conn.cursor() as cur:
             cur.executemany(
                 "INSERT INTO ingest_files (object_key, batch_id, position, file_name, ticker_hint,"
@@ -88,7 +90,13 @@ def add_files(pool: ConnectionPool, batch_id: str, new_batch: bool, expires_at: 
                 [(f.object_key, batch_id, first + i, f.file_name, f.ticker_hint, f.declared_size)
                  for i, f in enumerate(created)],
             )
-        return created
+    return BatchRecord(
+        batch_id=batch_id, created_at=created_at, updated_at=created_at,
+        expires_at=expires[0] if expires else expires_at,
+        files=[FileRecord(object_key=f.object_key, batch_id=batch_id, file_name=f.file_name,
+                          status="PENDING", ticker_hint=f.ticker_hint, position=first + i)
+               for i, f in enumerate(created)],
+    )
 
 
 def ensure_file(pool: ConnectionPool, object_key: str, batch_id: str, file_name: str,

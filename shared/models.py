@@ -64,6 +64,7 @@ class FileRecord:
     tickers: list[str] = field(default_factory=list)
     error: str | None = None
     rejects_key: str | None = None
+    position: int = 0
 
     @property
     def finished(self) -> bool:

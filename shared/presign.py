@@ -49,36 +49,35 @@ def presign(clients: Clients, body: PresignRequest) -> dict[str, Any]:
     batch_id = body.batch_id or new_batch_id()
     expires_at = datetime.now(UTC).replace(microsecond=0) + timedelta(
         seconds=settings.presign_expiry_seconds)
-    new_files = database.add_files(
+    added = database.add_files(
         clients.pool, batch_id, body.batch_id is None, expires_at,
         settings.max_files_per_batch,
         lambda position, spec: _new_file(batch_id, position, spec), body.files,
     )
-    observability.FILES_UPLOADED.inc(len(new_files))
-    batch = database.get_batch(clients.pool, batch_id)
-    assert batch is not None
-    batch_view.put_batch(clients.redis, settings.redis_key_prefix, batch)
+    observability.FILES_UPLOADED.inc(len(added.files))
+    batch_view.put_batch(clients.redis, settings.redis_key_prefix, added)
+    keys = [f.object_key for f in added.files]
+    if settings.upload_method == "POST":
+        targets = [_post_target(clients, key, expires_at) for key in keys]
+    else:
+        urls = clients.put_signer.urls(settings.s3_bucket, keys,
+                                       timedelta(seconds=settings.presign_expiry_seconds))
+        targets = [{"uploadUrl": url, "method": "PUT",
+                    "headers": {"Content-Type": UPLOAD_CONTENT_TYPE}} for url in urls]
     return {
         "batchId": batch_id,
         "expiresAt": expires_at.isoformat().replace("+00:00", "Z"),
-        "uploadUrls": [_upload_url(clients, f, expires_at) for f in new_files],
+        "uploadUrls": [{"fileName": f.file_name, "objectKey": f.object_key, **target}
+                       for f, target in zip(added.files, targets, strict=True)],
     }
 
 
-def _upload_url(clients: Clients, new_file: NewFile, expires_at: datetime) -> dict[str, Any]:
+def _post_target(clients: Clients, key: str, expires_at: datetime) -> dict[str, Any]:
     settings = clients.settings
-    target: dict[str, Any] = {"fileName": new_file.file_name, "objectKey": new_file.object_key}
-    if settings.upload_method == "POST":
-        return {**target, "uploadUrl": storage.bucket_url(settings.presign_endpoint,
-                                                          settings.s3_bucket),
-                "method": "POST", "headers": {},
-                "fields": storage.presigned_post(
-                    clients.signer, settings.s3_bucket, new_file.object_key, expires_at,
-                    settings.max_file_bytes, UPLOAD_CONTENT_TYPE)}
-    url = storage.presigned_put(clients.signer, settings.s3_bucket, new_file.object_key,
-                                timedelta(seconds=settings.presign_expiry_seconds))
-    return {**target, "uploadUrl": url, "method": "PUT",
-            "headers": {"Content-Type": UPLOAD_CONTENT_TYPE}}
+    return {"uploadUrl": storage.bucket_url(settings.presign_endpoint, settings.s3_bucket),
+            "method": "POST", "headers": {},
+            "fields": storage.presigned_post(clients.signer, settings.s3_bucket, key, expires_at,
+                                             settings.max_file_bytes, UPLOAD_CONTENT_TYPE)}
 
 
 def _check(spec: FileSpec, settings: Settings) -> None:

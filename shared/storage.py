@@ -1,11 +1,13 @@
 """The object store, through the plain S3 API (MinIO, or any S3-compatible store)."""
 
+import hashlib
+import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import urllib3
 from minio import Minio
@@ -44,8 +46,41 @@ def client(settings: Settings, endpoint: str) -> Minio:
     )
 
 
-def presigned_put(signer: Minio, bucket: str, key: str, expires: timedelta) -> str:
-    return signer.presigned_put_object(bucket, key, expires=expires)
+class PutSigner:
+    """Presigned PUT URLs (SigV4, query-signed, host header only), as minio-py makes them but
+    with the day's signing key derived once: a 1,000-file batch is signed in milliseconds."""
+
+    def __init__(self, settings: Settings) -> None:
+        endpoint = urlsplit(settings.presign_endpoint)
+        self._base = f"{endpoint.scheme}://{endpoint.netloc}"
+        self._host = endpoint.netloc
+        self._access_key = settings.s3_access_key
+        self._secret_key = settings.s3_secret_key
+        self._region = settings.s3_region
+
+    def urls(self, bucket: str, keys: list[str], expires: timedelta,
+             now: datetime | None = None) -> list[str]:
+        moment = (now or datetime.now(UTC)).astimezone(UTC)
+        day, stamp = moment.strftime("%Y%m%d"), moment.strftime("%Y%m%dT%H%M%SZ")
+        scope = f"{day}/{self._region}/s3/aws4_request"
+        signing_key = f"AWS4{self._secret_key}".encode()
+        for part in (day, self._region, "s3", "aws4_request"):
+            signing_key = hmac.new(signing_key, part.encode(), hashlib.sha256).digest()
+        query = (
+            "X-Amz-Algorithm=AWS4-HMAC-SHA256"
+            f"&X-Amz-Credential={quote(f'{self._access_key}/{scope}', safe='')}"
+            f"&X-Amz-Date={stamp}&X-Amz-Expires={int(expires.total_seconds())}"
+            "&X-Amz-SignedHeaders=host"
+        )
+        signed = []
+        for key in keys:
+            path = f"/{bucket}/{quote(key, safe='/~')}"
+            request = f"PUT\n{path}\n{query}\nhost:{self._host}\n\nhost\nUNSIGNED-PAYLOAD"
+            to_sign = (f"AWS4-HMAC-SHA256\n{stamp}\n{scope}\n"
+                       f"{hashlib.sha256(request.encode()).hexdigest()}")
+            signature = hmac.new(signing_key, to_sign.encode(), hashlib.sha256).hexdigest()
+            signed.append(f"{self._base}{path}?{query}&X-Amz-Signature={signature}")
+        return signed
 
 
 def presigned_post(signer: Minio, bucket: str, key: str, expires_at: datetime,
