@@ -1,6 +1,6 @@
 """The Redis layout: a fast, rebuildable view of each batch for the progress bar.
 
-    <prefix>batch:<id>        hash  createdAt, expiresAt, updatedAt
+    <prefix>batch:<id>        hash  createdAt, expiresAt, updatedAt, version (bumped on change)
     <prefix>batch:<id>:files  hash  objectKey -> JSON file entry
 
 PostgreSQL's ledger is the authority. Entries are whole-value overwrites and the batch totals
@@ -51,6 +51,7 @@ def put_batch(client: redis.Redis, prefix: str, batch: BatchRecord) -> None:
     def write() -> None:
         pipe = client.pipeline()
         pipe.hset(_batch_key(prefix, batch.batch_id), mapping=meta)
+        pipe.hincrby(_batch_key(prefix, batch.batch_id), "version", 1)
         if entries:
             pipe.hset(_files_key(prefix, batch.batch_id), mapping=entries)
         _expire(pipe, prefix, batch.batch_id)
@@ -65,10 +66,17 @@ def put_file(client: redis.Redis, prefix: str, batch_id: str, file: Entry) -> No
         pipe = client.pipeline()
         pipe.hset(_files_key(prefix, batch_id), file["objectKey"], json.dumps(file))
         pipe.hset(_batch_key(prefix, batch_id), "updatedAt", _iso(datetime.now(UTC)))
+        pipe.hincrby(_batch_key(prefix, batch_id), "version", 1)
         _expire(pipe, prefix, batch_id)
         pipe.execute()
 
     _guard(write)
+
+
+def version(client: redis.Redis, prefix: str, batch_id: str) -> str | None:
+    """Changes whenever the batch's view does: one cheap read to tell a cached answer is fresh."""
+    value = _guard(lambda: client.hget(_batch_key(prefix, batch_id), "version"))
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def read_batch(

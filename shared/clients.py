@@ -2,6 +2,7 @@
 
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache, cached_property
+from typing import Any
 
 import redis
 from minio import Minio
@@ -17,6 +18,8 @@ class Clients:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        # batch id -> (view version, when built, status answer): see status.batch_status
+        self.status_cache: dict[str, tuple[str | None, float, dict[str, Any]]] = {}
 
     @cached_property
     def pool(self) -> ConnectionPool:

@@ -2,6 +2,7 @@
 missing), retry of failed files, and processing of landed objects whose event never came."""
 
 import logging
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -12,10 +13,27 @@ from .errors import NotFoundError
 from .models import BatchRecord, ProcessRequest, is_batch_id
 
 REJECTS_URL_EXPIRY = timedelta(hours=24)
+# Pollers of one batch share the answer until the batch changes (rejects URLs stay fresh).
+STATUS_CACHE_SECONDS = 30.0
+STATUS_CACHE_BATCHES = 1000
 log = logging.getLogger("ingest")
 
 
 def batch_status(clients: Clients, batch_id: str) -> dict[str, Any]:
+    """The batch's progress; while its view has not changed, the answer built last time."""
+    version = batch_view.version(clients.redis, clients.settings.redis_key_prefix, batch_id)
+    cached = clients.status_cache.get(batch_id)
+    if version is not None and cached and cached[0] == version \
+            and time.monotonic() - cached[1] < STATUS_CACHE_SECONDS:
+        return cached[2]
+    data = _build_status(clients, batch_id)
+    if len(clients.status_cache) >= STATUS_CACHE_BATCHES:
+        clients.status_cache.clear()
+    clients.status_cache[batch_id] = (version, time.monotonic(), data)
+    return data
+
+
+def _build_status(clients: Clients, batch_id: str) -> dict[str, Any]:
     settings = clients.settings
     view = batch_view.read_batch(clients.redis, settings.redis_key_prefix, batch_id)
     if view is None or "createdAt" not in view[0]:
