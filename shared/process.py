@@ -77,6 +77,8 @@ def _load(clients: Clients, record: FileRecord, stored: storage.StoredObject,
           uploaded_at: datetime) -> Outcome:
     settings = clients.settings
     try:
+        if stored.size == 0:
+            raise FileRejectedError("The file is empty.")
         if stored.size > settings.max_file_bytes:
             raise FileRejectedError(
                 f"The file is {stored.size} bytes, over the limit of {settings.max_file_bytes}.")

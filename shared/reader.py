@@ -147,6 +147,9 @@ END
 """
 PRICES = ("open", "high", "low", "close")
 AMOUNTS = ("volume", "open_interest")
+# DuckDB's default 32 MiB read buffer per scan adds up when files are read several at a time.
+MAX_LINE_BYTES = 2 << 20
+CSV_BUFFER_BYTES = 2 * MAX_LINE_BYTES
 _VALUES = ", ".join(f"ingest_value({f}) AS {f}_v" for f in PRICES + AMOUNTS)
 # The common file (ISO dates, plain decimal numbers) takes a lane of plain casts: one pattern
 # per row decides it, and the per-cell cleaning of the general lane costs several times more.
@@ -158,7 +161,7 @@ _PLAIN_CHECK = (
     + f"), '({_PLAIN_NUMBER}[|]){{5}}{_PLAIN_NUMBER}'))) FROM raw"
 )
 _PLAIN_ROWS = (
-    "SELECT rn, symbol, CAST(d AS DATE) AS date, "
+    "SELECT rn, symbol, TRY_CAST(d AS DATE) AS date, "
     + ", ".join(f"nullif({f}, '') AS {f}" for f in PRICES) + ", "
     + ", ".join(f"coalesce(nullif({f}, ''), '0') AS {f}" for f in AMOUNTS)
     + " FROM raw"
@@ -217,6 +220,8 @@ class Reader:
             return _read(cursor, url, layout, ticker, workdir, _Stamp(uploaded_at, ticker_ids))
         except duckdb.IOException as error:
             raise TransientError(f"object store unavailable: {error}") from error
+        except duckdb.OutOfMemoryException as error:  # other files are in flight: try later
+            raise TransientError(f"DuckDB out of memory: {_first_line(error)}") from error
         except (duckdb.InvalidInputException, duckdb.ConversionException) as error:
             cause = _first_line(error)
             raise FileRejectedError(f"The file cannot be read as CSV: {cause}") from error
@@ -318,10 +323,12 @@ def _scan(url: str, layout: Layout) -> tuple[str, dict[str, object]]:
     scan = (
         "SELECT row_number() OVER () AS rn, * FROM read_csv($url, columns = {" + columns + "},"
         " delim = $delim, skip = $skip, header = false, quote = '\"', escape = '\"',"
-        " auto_detect = false, null_padding = true, strict_mode = false, encoding = $encoding)"
+        " auto_detect = false, null_padding = true, strict_mode = false, encoding = $encoding,"
+        " buffer_size = $buffer, max_line_size = $max_line)"
     )
     return scan, {"url": url, "delim": layout.delimiter, "skip": layout.header_line + 1,
-                  "encoding": layout.encoding}
+                  "encoding": layout.encoding, "buffer": CSV_BUFFER_BYTES,
+                  "max_line": MAX_LINE_BYTES}
 
 
 def _raw_cells(layout: Layout) -> str:
