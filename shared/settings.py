@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     process_file_url: str = ""
     event_grace_seconds: float = Field(default=30.0, ge=0)
     processing_lease_seconds: float = Field(default=900.0, gt=0)
-    duckdb_memory_limit: str = "256MB"
+    duckdb_memory_limit: str = "160MB"
     duckdb_threads: int = Field(default=1, ge=1)
 
     @field_validator("api_tokens", "cors_origins", "allowed_extensions", mode="before")
