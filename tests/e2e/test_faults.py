@@ -339,3 +339,33 @@ def test_two_worker_processes_on_shared_tickers(
         closes = conn.execute("SELECT DISTINCT close FROM seasonality_data d JOIN tickers t"
                               " ON t.id = d.ticker_id WHERE t.symbol LIKE 'WK_'").fetchall()
     assert [str(c) for (c,) in closes] == ["9"]
+
+
+def _peak_rss_bytes(pid: int) -> int:
+    import psutil
+
+    peaks = []
+    for process in [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]:
+        status = Path(f"/proc/{process.pid}/status").read_text()
+        peaks += [int(line.split()[1]) * 1024 for line in status.splitlines()
+                  if line.startswith("VmHWM:")]
+    return max(peaks)
+
+
+def test_a_million_row_file_loads_with_bounded_memory(
+        stack: tuple[dict[str, str], dict[str, str]], tmp_path: Path) -> None:
+    env, urls = stack
+    body = multi_ticker_csv("MEGA", 500, 2000)
+    batch_id, notification = _upload(env, urls, "MEGA.csv", body)
+    port = free_port()
+    process = localstack.spawn_function("process-file", port, env, tmp_path)
+    try:
+        url = localstack.wait_healthy(process, port, "process-file") + "/"
+        assert _deliver_until_handled(url, raw_webhook, notification) == 204
+        peak = _peak_rss_bytes(process.pid)
+    finally:
+        localstack.stop(process)
+    state = _state(urls, batch_id)
+    assert (state["status"], state["rowsLoaded"]) == ("COMPLETED", 1_000_000)
+    # DUCKDB_MEMORY_LIMIT (160MB) spills beyond it; the interpreter and libraries are ~100 MB
+    assert peak < 400 * 1024 * 1024, f"peak RSS {peak / 2**20:.0f} MiB"
