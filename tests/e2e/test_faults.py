@@ -10,10 +10,10 @@ from typing import Any
 import psycopg
 import pytest
 import requests
-from minio import Minio
 
 from tests.conftest import API_TOKEN, free_port
-from tests.e2e.conftest import WEBHOOK_TOKEN, localstack
+from tests.e2e.conftest import WEBHOOK_TOKEN, localstack, notification_for, presign_batch
+from tests.e2e.conftest import batch_status as _state
 from tests.helpers import (
     binary_cloudevent,
     multi_ticker_csv,
@@ -21,7 +21,6 @@ from tests.helpers import (
     put,
     raw_webhook,
     structured_cloudevent,
-    webhook,
 )
 
 pytestmark = pytest.mark.e2e
@@ -31,15 +30,9 @@ FORMS = (raw_webhook, binary_cloudevent, structured_cloudevent)
 
 def _upload(env: dict[str, str], urls: dict[str, str], name: str,
             body: bytes) -> tuple[str, dict[str, Any]]:
-    answer = requests.post(f"{urls['presign']}/bulk", headers=AUTH, timeout=30,
-                           json={"files": [{"name": name, "size": len(body)}]})
-    batch = answer.json()["data"]
-    upload = batch["uploadUrls"][0]
-    put(upload, body)
-    stat = Minio(env["S3_ENDPOINT"].removeprefix("http://"), "testing", "testing", secure=False,
-                 region="us-east-1").stat_object(env["S3_BUCKET"], upload["objectKey"])
-    return batch["batchId"], webhook(env["S3_BUCKET"], upload["objectKey"], stat.etag or "",
-                                     stat.size or 0)
+    batch = presign_batch(urls, [name])
+    put(batch["uploadUrls"][0], body)
+    return batch["batchId"], notification_for(env, batch["uploadUrls"][0])
 
 
 def _deliver_until_handled(url: str, form: Any, notification: dict[str, Any]) -> int:
@@ -72,11 +65,6 @@ def _file_status(database_url: str, batch_id: str) -> str:
         row = conn.execute("SELECT status FROM ingest_files WHERE batch_id = %s",
                            (batch_id,)).fetchone()
     return str(row[0]) if row else ""
-
-
-def _state(urls: dict[str, str], batch_id: str) -> dict[str, Any]:
-    return dict(requests.get(f"{urls['status']}/batch/{batch_id}/status", headers=AUTH,
-                             timeout=10).json()["data"])
 
 
 def test_ten_concurrent_deliveries_in_mixed_forms_load_once(
@@ -235,17 +223,11 @@ def test_redis_flushed_mid_batch_status_is_rebuilt_exactly(
 
     env, urls = stack
     names = [f"FLUSH{i}.csv" for i in range(6)]
-    answer = requests.post(f"{urls['presign']}/bulk", headers=AUTH, timeout=30,
-                           json={"files": [{"name": n} for n in names]})
-    batch = answer.json()["data"]
-    store = Minio(env["S3_ENDPOINT"].removeprefix("http://"), "testing", "testing", secure=False,
-                  region="us-east-1")
+    batch = presign_batch(urls, names)
     notifications = []
     for upload in batch["uploadUrls"]:
         put(upload, ohlcv_csv(None, 11))
-        stat = store.stat_object(env["S3_BUCKET"], upload["objectKey"])
-        notifications.append(webhook(env["S3_BUCKET"], upload["objectKey"], stat.etag or "",
-                                     stat.size or 0))
+        notifications.append(notification_for(env, upload))
     for notification in notifications[:3]:
         _deliver_until_handled(urls["process-file"], raw_webhook, notification)
     client = redis.Redis.from_url(env["REDIS_URL"])
@@ -264,18 +246,12 @@ def test_redis_flushed_mid_batch_status_is_rebuilt_exactly(
 def test_retry_reprocesses_only_failed_files_from_the_stored_objects(
         stack: tuple[dict[str, str], dict[str, str]]) -> None:
     env, urls = stack
-    answer = requests.post(f"{urls['presign']}/bulk", headers=AUTH, timeout=30,
-                           json={"files": [{"name": "RETRYOK.csv"}, {"name": "RETRYBAD.csv"}]})
-    batch = answer.json()["data"]
+    batch = presign_batch(urls, ["RETRYOK.csv", "RETRYBAD.csv"])
     good, bad = batch["uploadUrls"]
     put(good, ohlcv_csv(None, 5))
     put(bad, b"Date;Open\n")
-    store = Minio(env["S3_ENDPOINT"].removeprefix("http://"), "testing", "testing", secure=False,
-                  region="us-east-1")
     for upload in (good, bad):
-        stat = store.stat_object(env["S3_BUCKET"], upload["objectKey"])
-        _deliver_until_handled(urls["process-file"], raw_webhook, webhook(
-            env["S3_BUCKET"], upload["objectKey"], stat.etag or "", stat.size or 0))
+        _deliver_until_handled(urls["process-file"], raw_webhook, notification_for(env, upload))
     assert _state(urls, batch["batchId"])["status"] == "PARTIAL"
     put(bad, ohlcv_csv(None, 7))  # the admin fixes the object in place
     retried = requests.post(f"{urls['status']}/batch/{batch['batchId']}/retry", headers=AUTH,
@@ -295,9 +271,7 @@ def test_reconcile_command_finishes_every_batch(
     from tests.helpers import ROOT
 
     env, urls = stack
-    answer = requests.post(f"{urls['presign']}/bulk", headers=AUTH, timeout=30,
-                           json={"files": [{"name": "RECLAND.csv"}, {"name": "RECNEVER.csv"}]})
-    batch = answer.json()["data"]
+    batch = presign_batch(urls, ["RECLAND.csv", "RECNEVER.csv"])
     put(batch["uploadUrls"][0], ohlcv_csv(None, 4))  # its event is lost; the other never comes
     with psycopg.connect(env["DATABASE_URL"]) as conn:  # the upload URLs have expired
         conn.execute("UPDATE ingest_batches SET expires_at = now() - interval '1 minute'"

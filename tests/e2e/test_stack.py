@@ -10,13 +10,14 @@ import pytest
 import requests
 
 from tests.conftest import API_TOKEN
+from tests.e2e.conftest import batch_status as _status
+from tests.e2e.conftest import notification_for, presign_batch
 from tests.helpers import (
     binary_cloudevent,
     ohlcv_csv,
     put,
     raw_webhook,
     structured_cloudevent,
-    webhook,
 )
 
 pytestmark = pytest.mark.e2e
@@ -32,12 +33,6 @@ def _deliver(url: str, headers: dict[str, str], body: bytes) -> None:
     assert answer.status_code == 204, answer.text
 
 
-def _status(urls: dict[str, str], batch_id: str) -> dict[str, Any]:
-    answer = requests.get(f"{urls['status']}/batch/{batch_id}/status", headers=AUTH, timeout=10)
-    assert answer.status_code == 200
-    return dict(answer.json()["data"])
-
-
 def _snapshot(database_url: str, tickers: list[str]) -> list[tuple[Any, ...]]:
     with psycopg.connect(database_url) as conn:
         return conn.execute(
@@ -51,21 +46,12 @@ def test_batch_through_the_running_stack_and_redelivery_changes_nothing(
     env, urls = stack
     # GIVEN a batch of files presigned through the API and uploaded with PUT
     names = [f"E2E{i:03d}.csv" for i in range(FILES)]
-    answer = requests.post(f"{urls['presign']}/bulk", headers=AUTH, timeout=30,
-                           json={"files": [{"name": n, "size": 1} for n in names]})
-    assert answer.status_code == 200
-    batch = answer.json()["data"]
+    batch = presign_batch(urls, names)
     assert _status(urls, batch["batchId"])["status"] == "PENDING"
     notifications = []
     for index, upload in enumerate(batch["uploadUrls"]):
-        body = ohlcv_csv(None, ROWS, start=index, price="101.25")
-        put(upload, body)
-        from minio import Minio
-        stat = Minio(env["S3_ENDPOINT"].removeprefix("http://"), "testing", "testing",
-                     secure=False, region="us-east-1").stat_object(env["S3_BUCKET"],
-                                                                    upload["objectKey"])
-        notifications.append(webhook(env["S3_BUCKET"], upload["objectKey"], stat.etag or "",
-                                     stat.size or 0))
+        put(upload, ohlcv_csv(None, ROWS, start=index, price="101.25"))
+        notifications.append(notification_for(env, upload))
     # WHEN MinIO delivers one webhook per object
     for notification in notifications:
         _deliver(urls["process-file"], *raw_webhook(notification))
@@ -98,9 +84,7 @@ def test_batch_through_the_running_stack_and_redelivery_changes_nothing(
 def test_bulk_process_picks_up_a_file_whose_event_never_came(
         stack: tuple[dict[str, str], dict[str, str]]) -> None:
     env, urls = stack
-    answer = requests.post(f"{urls['presign']}/bulk", headers=AUTH, timeout=30,
-                           json={"files": [{"name": "LOST.csv"}, {"name": "NEVER.csv"}]})
-    batch = answer.json()["data"]
+    batch = presign_batch(urls, ["LOST.csv", "NEVER.csv"])
     put(batch["uploadUrls"][0], ohlcv_csv(None, 3))
     done = requests.post(f"{urls['presign']}/bulk/process", headers=AUTH, timeout=30,
                          json={"batchId": batch["batchId"],
