@@ -201,7 +201,8 @@ def _insert_rows(conn: psycopg.Connection[Any], parsed: ParsedFile) -> None:
         "CREATE TEMP TABLE IF NOT EXISTS ingest_stage (LIKE seasonality_data) ON COMMIT DELETE ROWS"
     )
     _copy(conn, "ingest_stage", parsed.rows_csv)
-    conn.execute(_UPSERT)
+    conn.execute(_UPSERT, {"ticker_ids": parsed.ticker_ids, "first": parsed.first_date,
+                           "last": parsed.last_date})
 
 
 def _copy(conn: psycopg.Connection[Any], table: str, rows_csv: Path) -> None:
@@ -213,8 +214,10 @@ def _copy(conn: psycopg.Connection[Any], table: str, rows_csv: Path) -> None:
             copy.write(chunk)
 
 
-# Rows identical to the stored ones are filtered out before the insert (a primary-key probe
-# each), so an unchanged re-upload writes, locks and dirties nothing.
+# Rows identical to the stored ones are filtered out before the insert, so an unchanged
+# re-upload writes, locks and dirties nothing. The lookup is bounded by the file's tickers and
+# dates: whatever plan the (often stale) statistics suggest, it reads only that key range,
+# never the whole table.
 _UPSERT = """
 INSERT INTO seasonality_data AS d
     (ticker_id, date, open, high, low, close, volume, open_interest, uploaded_at)
@@ -224,6 +227,7 @@ FROM ingest_stage s
 WHERE NOT EXISTS (
     SELECT 1 FROM seasonality_data e
     WHERE e.ticker_id = s.ticker_id AND e.date = s.date
+      AND e.ticker_id = ANY(%(ticker_ids)s) AND e.date BETWEEN %(first)s AND %(last)s
       AND (e.open, e.high, e.low, e.close, e.volume, e.open_interest)
         = (s.open, s.high, s.low, s.close, s.volume, s.open_interest))
 ORDER BY s.ticker_id, s.date

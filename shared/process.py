@@ -68,7 +68,7 @@ def process_object(clients: Clients, key: str, event_etag: str | None = None,
         batch_view.put_file(clients.redis, settings.redis_key_prefix, batch_id,
                             batch_view.entry(record, status="PROCESSING"))
         return _load(clients, record, stored, uploaded_at)
-    except TransientError:
+    except Exception:  # transient or unexpected: the sender retries, and need not wait
         _release(clients, record)
         raise
 

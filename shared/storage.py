@@ -18,6 +18,8 @@ from .errors import TransientError
 from .settings import Settings
 
 HEAD_BYTES = 65536
+BUSY_CODES = ("InternalError", "SlowDown", "ServiceUnavailable", "RequestTimeout",
+              "XMinioServerNotInitialized")
 T = TypeVar("T")
 
 
@@ -152,3 +154,7 @@ def _guard(call: Callable[[], T]) -> T:
         return call()
     except (urllib3.exceptions.HTTPError, OSError) as error:
         raise TransientError(f"object store unavailable: {type(error).__name__}") from error
+    except S3Error as error:
+        if error.code in BUSY_CODES:
+            raise TransientError(f"object store busy: {error.code}") from error
+        raise
