@@ -76,3 +76,11 @@ def test_bodies_that_are_no_notification_are_refused(body: bytes) -> None:
 def test_broken_cloudevent_is_refused() -> None:
     with pytest.raises(BadNotificationError):
         parse_notification({"Content-Type": "application/cloudevents+json"}, b'{"data": 1}')
+
+
+def test_knative_trigger_delivery_fixture_is_read() -> None:
+    fixture = json.loads((EVENTS / "knative-kafka-binary.json").read_text())
+    [upload] = parse_notification(fixture["headers"], json.dumps(fixture["body"]).encode())
+    assert upload.bucket == "seasonality-uploads"
+    assert upload.key == "uploads/b_01M8KCT7DSE6CKGMBAVX3XVCN6/0000_INFY Historical Data.csv"
+    assert upload.etag == "eb52f8e46f60a27a8a1a704e25757f30"
