@@ -2,7 +2,6 @@
 
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache, cached_property
-from typing import Any
 
 import redis
 from minio import Minio
@@ -19,7 +18,7 @@ class Clients:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         # batch id -> (view version, when built, status answer): see status.batch_status
-        self.status_cache: dict[str, tuple[str | None, float, dict[str, Any]]] = {}
+        self.status_cache: dict[str, tuple[str | None, float, bytes]] = {}
 
     @cached_property
     def pool(self) -> ConnectionPool:

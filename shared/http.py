@@ -19,7 +19,8 @@ from .errors import AuthError, RequestError, TransientError
 from .settings import Settings
 
 log = logging.getLogger("ingest")
-Handler = Callable[[flask.Request, re.Match[str]], tuple[dict[str, Any], int]]
+# A handler answers its data (a dict, or bytes already encoded as JSON) and a status code.
+Handler = Callable[[flask.Request, re.Match[str]], tuple[dict[str, Any] | bytes, int]]
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,8 @@ def serve(request: flask.Request, settings: Settings, routes: Sequence[Route]) -
         authorize(request, settings)
         route, match = _route(request, routes)
         data, status = route.handler(request, match)
+        if isinstance(data, bytes):
+            return _encoded(b'{"success":true,"data":' + data + b"}", status, cors)
         return _response({"success": True, "data": data}, status, cors)
     except RequestError as error:
         return _failure(error.code, error.message, error.status, cors)
@@ -128,6 +131,12 @@ def _failure(code: str, message: str, status: int, headers: dict[str, str]) -> f
 def _response(body: Any, status: int, headers: dict[str, str]) -> flask.Response:
     response = flask.jsonify(body) if body is not None else flask.Response(status=status)
     response.status_code = status
+    response.headers.update(headers)
+    return response
+
+
+def _encoded(body: bytes, status: int, headers: dict[str, str]) -> flask.Response:
+    response = flask.Response(body, status=status, mimetype="application/json")
     response.headers.update(headers)
     return response
 

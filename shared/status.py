@@ -1,6 +1,7 @@
 """Status use cases: the batch's progress (from the Redis view, rebuilt from the ledger when
 missing), retry of failed files, and processing of landed objects whose event never came."""
 
+import json
 import logging
 import time
 from datetime import timedelta
@@ -19,18 +20,19 @@ STATUS_CACHE_BATCHES = 1000
 log = logging.getLogger("ingest")
 
 
-def batch_status(clients: Clients, batch_id: str) -> dict[str, Any]:
-    """The batch's progress; while its view has not changed, the answer built last time."""
+def batch_status(clients: Clients, batch_id: str) -> bytes:
+    """The batch's progress as JSON; while its view has not changed, the answer encoded last
+    time (pollers of one batch share it, and encoding is most of an answer's cost)."""
     version = batch_view.version(clients.redis, clients.settings.redis_key_prefix, batch_id)
     cached = clients.status_cache.get(batch_id)
     if version is not None and cached and cached[0] == version \
             and time.monotonic() - cached[1] < STATUS_CACHE_SECONDS:
         return cached[2]
-    data = _build_status(clients, batch_id)
+    encoded = json.dumps(_build_status(clients, batch_id), separators=(",", ":")).encode()
     if len(clients.status_cache) >= STATUS_CACHE_BATCHES:
         clients.status_cache.clear()
-    clients.status_cache[batch_id] = (version, time.monotonic(), data)
-    return data
+    clients.status_cache[batch_id] = (version, time.monotonic(), encoded)
+    return encoded
 
 
 def _build_status(clients: Clients, batch_id: str) -> dict[str, Any]:

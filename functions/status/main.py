@@ -11,7 +11,7 @@ from shared.http import Route, json_errors, serve
 from shared.observability import instrument
 
 
-def _status(_: flask.Request, match: re.Match[str]) -> tuple[dict[str, object], int]:
+def _status(_: flask.Request, match: re.Match[str]) -> tuple[bytes, int]:
     return use_cases.batch_status(get_clients(), match["batch_id"]), 200
 
 
