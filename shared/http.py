@@ -5,7 +5,7 @@ import hmac
 import json
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
@@ -75,19 +75,16 @@ def openapi_document() -> Any:
 
 def authorize(request: flask.Request, settings: Settings) -> None:
     """Bearer tokens compared in constant time; refuse everything when none is configured."""
-    if settings.auth_disabled:
-        return
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    valid = [
-        hmac.compare_digest(token.encode(), allowed.encode()) for allowed in settings.api_tokens
-    ]
-    if scheme.lower() != "bearer" or not token or not any(valid):
+    if not settings.auth_disabled and not token_matches(request, settings.api_tokens):
         raise AuthError()
 
 
-def token_matches(request: flask.Request, expected: str) -> bool:
-    supplied = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-    return hmac.compare_digest(supplied.encode(), expected.encode())
+def token_matches(request: flask.Request, tokens: Iterable[str]) -> bool:
+    """Whether the request carries `Authorization: Bearer <one of tokens>`, compared in
+    constant time against every token."""
+    scheme, _, supplied = request.headers.get("Authorization", "").partition(" ")
+    matches = [hmac.compare_digest(supplied.encode(), token.encode()) for token in tokens]
+    return scheme.lower() == "bearer" and bool(supplied) and any(matches)
 
 
 def json_body(request: flask.Request) -> Any:

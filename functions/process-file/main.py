@@ -29,7 +29,7 @@ def process_file(request: flask.Request) -> flask.Response:
     if request.method == "GET" and request.path.rstrip("/").endswith("/healthz"):
         return flask.Response("ok", 200, mimetype="text/plain")
     token = clients.settings.webhook_token
-    if token and not token_matches(request, token):
+    if token and not token_matches(request, (token,)):
         return flask.Response(status=401)
     if (request.content_length or 0) > clients.settings.max_request_bytes:
         return flask.Response("notification too large", 413, mimetype="text/plain")

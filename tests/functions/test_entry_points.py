@@ -240,6 +240,8 @@ def test_webhook_token_is_checked(function_env: dict[str, str],
     assert process.post("/", **body).status_code == 401
     wrong = {**body, "headers": {**body["headers"], "Authorization": "Bearer nope"}}
     assert process.post("/", **wrong).status_code == 401
+    unscheme = {**body, "headers": {**body["headers"], "Authorization": "s3cret"}}
+    assert process.post("/", **unscheme).status_code == 401
     right = {**body, "headers": {**body["headers"], "Authorization": "Bearer s3cret"}}
     assert process.post("/", **right).status_code == 204
 
