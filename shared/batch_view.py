@@ -44,9 +44,7 @@ def put_batch(client: redis.Redis, prefix: str, batch: BatchRecord) -> None:
         "expiresAt": _iso(batch.expires_at),
         "updatedAt": _iso(batch.updated_at),
     }
-    entries: dict[Any, Any] = {
-        f.object_key: json.dumps(entry(f)) for f in batch.files
-    }
+    entries: dict[Any, Any] = {f.object_key: json.dumps(entry(f)) for f in batch.files}
 
     def write() -> None:
         pipe = client.pipeline()
@@ -62,6 +60,7 @@ def put_batch(client: redis.Redis, prefix: str, batch: BatchRecord) -> None:
 
 def put_file(client: redis.Redis, prefix: str, batch_id: str, file: Entry) -> None:
     """Overwrite one file's entry."""
+
     def write() -> None:
         pipe = client.pipeline()
         pipe.hset(_files_key(prefix, batch_id), file["objectKey"], json.dumps(file))

@@ -59,15 +59,23 @@ def migrate(conn: psycopg.Connection[Any], schema: str) -> None:
         conn.execute(ddl)
 
 
-def add_files(pool: ConnectionPool, batch_id: str, new_batch: bool, expires_at: datetime,
-              max_files: int, new_file: Callable[[int, T], NewFile],
-              specs: Sequence[T]) -> BatchRecord:
+def add_files(
+    pool: ConnectionPool,
+    batch_id: str,
+    new_batch: bool,
+    expires_at: datetime,
+    max_files: int,
+    new_file: Callable[[int, T], NewFile],
+    specs: Sequence[T],
+) -> BatchRecord:
     """Add files to a batch (created when new) in one transaction; nothing is created on error.
     Returns the batch with just the files added."""
     with transaction(pool) as conn:
         if new_batch:
-            conn.execute("INSERT INTO ingest_batches (id, expires_at) VALUES (%s, %s)",
-                         (batch_id, expires_at))
+            conn.execute(
+                "INSERT INTO ingest_batches (id, expires_at) VALUES (%s, %s)",
+                (batch_id, expires_at),
+            )
         row = conn.execute(
             "SELECT file_count, created_at FROM ingest_batches WHERE id = %s FOR UPDATE",
             (batch_id,),
@@ -87,20 +95,33 @@ def add_files(pool: ConnectionPool, batch_id: str, new_batch: bool, expires_at: 
             cur.executemany(
                 "INSERT INTO ingest_files (object_key, batch_id, position, file_name, ticker_hint,"
                 " declared_size) VALUES (%s, %s, %s, %s, %s, %s)",
-                [(f.object_key, batch_id, first + i, f.file_name, f.ticker_hint, f.declared_size)
-                 for i, f in enumerate(created)],
+                [
+                    (f.object_key, batch_id, first + i, f.file_name, f.ticker_hint, f.declared_size)
+                    for i, f in enumerate(created)
+                ],
             )
     return BatchRecord(
-        batch_id=batch_id, created_at=created_at, updated_at=created_at,
+        batch_id=batch_id,
+        created_at=created_at,
+        updated_at=created_at,
         expires_at=expires[0] if expires else expires_at,
-        files=[FileRecord(object_key=f.object_key, batch_id=batch_id, file_name=f.file_name,
-                          status="PENDING", ticker_hint=f.ticker_hint, position=first + i)
-               for i, f in enumerate(created)],
+        files=[
+            FileRecord(
+                object_key=f.object_key,
+                batch_id=batch_id,
+                file_name=f.file_name,
+                status="PENDING",
+                ticker_hint=f.ticker_hint,
+                position=first + i,
+            )
+            for i, f in enumerate(created)
+        ],
     )
 
 
-def ensure_file(pool: ConnectionPool, object_key: str, batch_id: str, file_name: str,
-                expires_at: datetime) -> FileRecord:
+def ensure_file(
+    pool: ConnectionPool, object_key: str, batch_id: str, file_name: str, expires_at: datetime
+) -> FileRecord:
     """The ledger row of an object, registering objects that arrived without presign."""
     with transaction(pool) as conn:
         found = _file(conn, object_key)
@@ -152,14 +173,23 @@ def ticker_ids(pool: ConnectionPool, symbols: list[str]) -> dict[str, int]:
     with transaction(pool) as conn:
         conn.execute(
             "INSERT INTO tickers (symbol) SELECT s FROM unnest(%s::text[]) s ORDER BY s"
-            " ON CONFLICT (symbol) DO NOTHING", (symbols,))
-        rows = conn.execute("SELECT symbol, id FROM tickers WHERE symbol = ANY(%s)",
-                            (symbols,)).fetchall()
+            " ON CONFLICT (symbol) DO NOTHING",
+            (symbols,),
+        )
+        rows = conn.execute(
+            "SELECT symbol, id FROM tickers WHERE symbol = ANY(%s)", (symbols,)
+        ).fetchall()
     return {symbol: ticker_id for symbol, ticker_id in rows}
 
 
-def load_file(pool: ConnectionPool, record: FileRecord, etag: str, uploaded_at: datetime,
-              parsed: ParsedFile, rejects_key: str | None) -> bool:
+def load_file(
+    pool: ConnectionPool,
+    record: FileRecord,
+    etag: str,
+    uploaded_at: datetime,
+    parsed: ParsedFile,
+    rejects_key: str | None,
+) -> bool:
     """Load a parsed file all or nothing; False when this version was already finished."""
     try:
         with transaction(pool) as conn:
@@ -173,8 +203,15 @@ def load_file(pool: ConnectionPool, record: FileRecord, etag: str, uploaded_at: 
                 " rows_loaded = %s, rows_rejected = %s, tickers = %s, error = NULL,"
                 " rejects_key = %s, finished_at = now(), updated_at = now()"
                 " WHERE object_key = %s",
-                (etag, uploaded_at, parsed.rows_loaded, parsed.rows_rejected, parsed.tickers,
-                 rejects_key, record.object_key),
+                (
+                    etag,
+                    uploaded_at,
+                    parsed.rows_loaded,
+                    parsed.rows_rejected,
+                    parsed.tickers,
+                    rejects_key,
+                    record.object_key,
+                ),
             )
             return True
     except psycopg.errors.DataError as error:  # a value the reader let through; not retryable
@@ -201,15 +238,21 @@ def _insert_rows(conn: psycopg.Connection[Any], parsed: ParsedFile) -> None:
         "CREATE TEMP TABLE IF NOT EXISTS ingest_stage (LIKE seasonality_data) ON COMMIT DELETE ROWS"
     )
     _copy(conn, "ingest_stage", parsed.rows_csv)
-    conn.execute(_UPSERT, {"ticker_ids": parsed.ticker_ids, "first": parsed.first_date,
-                           "last": parsed.last_date})
+    conn.execute(
+        _UPSERT,
+        {"ticker_ids": parsed.ticker_ids, "first": parsed.first_date, "last": parsed.last_date},
+    )
 
 
 def _copy(conn: psycopg.Connection[Any], table: str, rows_csv: Path) -> None:
-    with conn.cursor() as cur, cur.copy(
-        f"COPY {table} (ticker_id, date, open, high, low, close, volume, open_interest,"
-        " uploaded_at) FROM STDIN (FORMAT csv)"
-    ) as copy, rows_csv.open("rb") as source:
+    with (
+        conn.cursor() as cur,
+        cur.copy(
+            f"COPY {table} (ticker_id, date, open, high, low, close, volume, open_interest,"
+            " uploaded_at) FROM STDIN (FORMAT csv)"
+        ) as copy,
+        rows_csv.open("rb") as source,
+    ):
         while chunk := source.read(COPY_CHUNK_BYTES):
             copy.write(chunk)
 
@@ -290,13 +333,18 @@ def get_batch(pool: ConnectionPool, batch_id: str) -> BatchRecord | None:
             (batch_id,),
         ).fetchall()
     return BatchRecord(
-        batch_id=batch["id"], created_at=batch["created_at"], updated_at=batch["updated_at"],
-        expires_at=batch["expires_at"], files=[FileRecord(**row) for row in rows],
+        batch_id=batch["id"],
+        created_at=batch["created_at"],
+        updated_at=batch["updated_at"],
+        expires_at=batch["expires_at"],
+        files=[FileRecord(**row) for row in rows],
     )
 
 
-def unfinished_files(pool: ConnectionPool, lease_seconds: float,
-                     ) -> list[tuple[FileRecord, datetime, bool]]:
+def unfinished_files(
+    pool: ConnectionPool,
+    lease_seconds: float,
+) -> list[tuple[FileRecord, datetime, bool]]:
     """Files not finished: each with its batch's URL expiry and whether it is up for taking
     (PENDING, or PROCESSING under an expired lease)."""
     with transaction(pool) as conn, conn.cursor(row_factory=dict_row) as cur:
@@ -309,8 +357,13 @@ def unfinished_files(pool: ConnectionPool, lease_seconds: float,
             (lease_seconds,),
         ).fetchall()
     return [
-        (FileRecord(**{k: v for k, v in row.items() if k not in ("batch_expires_at", "takeable")}),
-         row["batch_expires_at"], row["takeable"])
+        (
+            FileRecord(
+                **{k: v for k, v in row.items() if k not in ("batch_expires_at", "takeable")}
+            ),
+            row["batch_expires_at"],
+            row["takeable"],
+        )
         for row in rows
     ]
 

@@ -27,7 +27,8 @@ def hand_over(clients: Clients, object_keys: Iterable[str], grace_seconds: float
     """
     settings = clients.settings
     landed = [
-        found for key in object_keys
+        found
+        for key in object_keys
         if (found := storage.stat(clients.store, settings.s3_bucket, key)) is not None
     ]
     if landed:
@@ -52,12 +53,14 @@ def _deliver(clients: Clients, found: storage.StoredObject) -> None:
     if not settings.process_file_url:
         process_object(clients, found.key)
         return
-    body = minio_notification(settings.s3_bucket, found.key, found.etag, found.size,
-                              found.last_modified)
+    body = minio_notification(
+        settings.s3_bucket, found.key, found.etag, found.size, found.last_modified
+    )
     headers = {"Content-Type": "application/json"}
     if settings.webhook_token:
         headers["Authorization"] = f"Bearer {settings.webhook_token}"
-    request = urllib.request.Request(settings.process_file_url, data=json.dumps(body).encode(),
-                                     method="POST", headers=headers)
+    request = urllib.request.Request(
+        settings.process_file_url, data=json.dumps(body).encode(), method="POST", headers=headers
+    )
     with urllib.request.urlopen(request, timeout=600) as response:
         response.read()

@@ -1,13 +1,13 @@
 """Errors the library raises, and what each means for the caller.
 
-    IngestError
-    ├── RequestError          the caller sent something wrong: 4xx, nothing created
-    │   ├── AuthError         missing or wrong token: 401
-    │   └── NotFoundError     unknown batch: 404
-    ├── BadNotificationError  a process-file body that is no notification at all: 400
-    ├── FileRejectedError     the file itself is unusable: recorded as FAILED, not retried
-    └── TransientError        a service is unreachable: 5xx, so the sender retries
-        └── BusyError         another worker holds the file's lease: 5xx, retry later
+IngestError
+├── RequestError          the caller sent something wrong: 4xx, nothing created
+│   ├── AuthError         missing or wrong token: 401
+│   └── NotFoundError     unknown batch: 404
+├── BadNotificationError  a process-file body that is no notification at all: 400
+├── FileRejectedError     the file itself is unusable: recorded as FAILED, not retried
+└── TransientError        a service is unreachable: 5xx, so the sender retries
+    └── BusyError         another worker holds the file's lease: 5xx, retry later
 """
 
 

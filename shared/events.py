@@ -97,26 +97,34 @@ def _timestamp(value: object) -> datetime | None:
         return None
 
 
-def minio_notification(bucket: str, key: str, etag: str, size: int,
-                       event_time: datetime) -> dict[str, Any]:
+def minio_notification(
+    bucket: str, key: str, etag: str, size: int, event_time: datetime
+) -> dict[str, Any]:
     """A MinIO webhook body for one object, exactly as MinIO sends it (key query-escaped)."""
     escaped = quote_plus(key, safe="")
     return {
         "EventName": "s3:ObjectCreated:Put",
         "Key": f"{bucket}/{key}",
-        "Records": [{
-            "eventVersion": "2.0",
-            "eventSource": "minio:s3",
-            "awsRegion": "",
-            "eventTime": event_time.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-            "eventName": "s3:ObjectCreated:Put",
-            "userIdentity": {"principalId": "ingest"},
-            "s3": {
-                "s3SchemaVersion": "1.0",
-                "configurationId": "Config",
-                "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
-                "object": {"key": escaped, "size": size, "eTag": etag,
-                           "contentType": "text/csv", "sequencer": "0"},
-            },
-        }],
+        "Records": [
+            {
+                "eventVersion": "2.0",
+                "eventSource": "minio:s3",
+                "awsRegion": "",
+                "eventTime": event_time.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                "eventName": "s3:ObjectCreated:Put",
+                "userIdentity": {"principalId": "ingest"},
+                "s3": {
+                    "s3SchemaVersion": "1.0",
+                    "configurationId": "Config",
+                    "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
+                    "object": {
+                        "key": escaped,
+                        "size": size,
+                        "eTag": etag,
+                        "contentType": "text/csv",
+                        "sequencer": "0",
+                    },
+                },
+            }
+        ],
     }

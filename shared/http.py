@@ -60,9 +60,14 @@ def serve(request: flask.Request, settings: Settings, routes: Sequence[Route]) -
 
 def json_errors(app: flask.Flask) -> None:
     """Requests the framework answers itself (paths its router cannot take) get the envelope."""
+
     def handle(error: HTTPException) -> flask.Response:
-        return _failure(error.name.upper().replace(" ", "_"), error.description or error.name,
-                        error.code or 500, {})
+        return _failure(
+            error.name.upper().replace(" ", "_"),
+            error.description or error.name,
+            error.code or 500,
+            {},
+        )
 
     app.register_error_handler(HTTPException, handle)
 
@@ -121,8 +126,9 @@ def _cors_headers(request: flask.Request, settings: Settings) -> dict[str, str]:
 
 
 def _failure(code: str, message: str, status: int, headers: dict[str, str]) -> flask.Response:
-    return _response({"success": False, "error": {"code": code, "message": message}}, status,
-                     headers)
+    return _response(
+        {"success": False, "error": {"code": code, "message": message}}, status, headers
+    )
 
 
 def _response(body: Any, status: int, headers: dict[str, str]) -> flask.Response:

@@ -13,22 +13,36 @@ REQUIRED = ("date", "open", "high", "low", "close")
 # contract's English names: Dutch (Investing.com), German, Polish (Stooq.pl) and Chinese
 # (TongDaXin) exports. `Adj Close` is deliberately absent: it never stands in for close.
 SYNONYMS: dict[str, tuple[str, ...]] = {
-    "date": ("date", "tradedate", "timestamp", "datetime", "dtyyyymmdd", "datum", "data",
-             "日期"),
+    "date": ("date", "tradedate", "timestamp", "datetime", "dtyyyymmdd", "datum", "data", "日期"),
     "ticker": ("ticker", "symbol", "code", "代码"),
     "open": ("open", "otwarcie", "eröffnung", "eroeffnung", "opening", "开盘"),
     "high": ("high", "hoog", "hoch", "najwyzszy", "najwyższy", "最高"),
     "low": ("low", "laag", "tief", "najnizszy", "najniższy", "最低"),
-    "close": ("close", "close/last", "settle", "last", "price", "laatste", "slot",
-              "schluss", "schlusskurs", "zamkniecie", "zamknięcie", "收盘"),
+    "close": (
+        "close",
+        "close/last",
+        "settle",
+        "last",
+        "price",
+        "laatste",
+        "slot",
+        "schluss",
+        "schlusskurs",
+        "zamkniecie",
+        "zamknięcie",
+        "收盘",
+    ),
     "volume": ("volume", "vol", "wolumen", "volumen", "成交量"),
     "open_interest": ("openinterest", "oi", "openint"),
 }
 DELIMITERS = (",", ";", "\t")
 SYMBOL = re.compile(r"^[A-Z0-9.\-_^=/&]{1,20}$")
 # Code points no text file is made of (C0/C1 controls other than tab, CR, LF, FF).
-_CP1252 = {byte: bytes([byte]).decode("cp1252") for byte in range(0x80, 0xA0)
-           if byte not in (0x81, 0x8D, 0x8F, 0x90, 0x9D)}
+_CP1252 = {
+    byte: bytes([byte]).decode("cp1252")
+    for byte in range(0x80, 0xA0)
+    if byte not in (0x81, 0x8D, 0x8F, 0x90, 0x9D)
+}
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f]")
 
 
@@ -130,7 +144,7 @@ def _find_header(text: str, encoding: str, text_encoding: str | None = None) -> 
         columns = _columns([normalise(cell) for cell in cells])
         missing = [name for name in REQUIRED if name not in columns]
         if not missing:
-            data = _data_delimiter(lines[number + 1:], delimiter)
+            data = _data_delimiter(lines[number + 1 :], delimiter)
             return Layout(encoding, data, number, tuple(cells), columns, text_encoding)
         if first is None:
             first = number, missing

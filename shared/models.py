@@ -13,8 +13,11 @@ TERMINAL: tuple[FileStatus, ...] = ("COMPLETED", "FAILED")
 
 
 def is_batch_id(value: str) -> bool:
-    return (len(value) == BATCH_ID_LENGTH and value.startswith("b_")
-            and all(c in CROCKFORD for c in value[2:]))
+    return (
+        len(value) == BATCH_ID_LENGTH
+        and value.startswith("b_")
+        and all(c in CROCKFORD for c in value[2:])
+    )
 
 
 class _Body(BaseModel):

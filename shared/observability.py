@@ -18,7 +18,8 @@ FILES_FAILED = Counter("csv_files_failed_total", "Files failed for good (bad con
 ROWS_LOADED = Counter("csv_rows_loaded_total", "Rows loaded (after de-duplication)")
 ROWS_REJECTED = Counter("csv_rows_rejected_total", "Rows rejected by a validation rule")
 PROCESSING_SECONDS = Histogram(
-    "csv_processing_duration_seconds", "Time to process one file, event to commit",
+    "csv_processing_duration_seconds",
+    "Time to process one file, event to commit",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
 )
 QUEUE_LENGTH = Gauge("csv_queue_length", "Files registered but not yet processed")
@@ -31,7 +32,8 @@ def instrument(app: flask.Flask, queue_length: Callable[[], float] | None = None
     if queue_length is not None:
         QUEUE_LENGTH.set_function(queue_length)
     app.wsgi_app = DispatcherMiddleware(  # type: ignore[method-assign]
-        app.wsgi_app, {"/metrics": make_wsgi_app()})
+        app.wsgi_app, {"/metrics": make_wsgi_app()}
+    )
 
 
 class JsonFormatter(logging.Formatter):

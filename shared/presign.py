@@ -40,19 +40,25 @@ def _ascii_word(text: str) -> str:
 def presign(clients: Clients, body: PresignRequest) -> dict[str, Any]:
     settings = clients.settings
     if len(body.files) > settings.max_files_per_batch:
-        raise RequestError("TOO_MANY_FILES",
-                           f"At most {settings.max_files_per_batch} files per batch.")
+        raise RequestError(
+            "TOO_MANY_FILES", f"At most {settings.max_files_per_batch} files per batch."
+        )
     for spec in body.files:
         _check(spec, settings)
     if body.batch_id is not None and not is_batch_id(body.batch_id):
         raise RequestError("INVALID_BATCH_ID", "batchId is not a batch id.")
     batch_id = body.batch_id or new_batch_id()
     expires_at = datetime.now(UTC).replace(microsecond=0) + timedelta(
-        seconds=settings.presign_expiry_seconds)
+        seconds=settings.presign_expiry_seconds
+    )
     added = database.add_files(
-        clients.pool, batch_id, body.batch_id is None, expires_at,
+        clients.pool,
+        batch_id,
+        body.batch_id is None,
+        expires_at,
         settings.max_files_per_batch,
-        lambda position, spec: _new_file(batch_id, position, spec), body.files,
+        lambda position, spec: _new_file(batch_id, position, spec),
+        body.files,
     )
     observability.FILES_UPLOADED.inc(len(added.files))
     batch_view.put_batch(clients.redis, settings.redis_key_prefix, added)
@@ -60,24 +66,38 @@ def presign(clients: Clients, body: PresignRequest) -> dict[str, Any]:
     if settings.upload_method == "POST":
         targets = [_post_target(clients, key, expires_at) for key in keys]
     else:
-        urls = clients.put_signer.urls(settings.s3_bucket, keys,
-                                       timedelta(seconds=settings.presign_expiry_seconds))
-        targets = [{"uploadUrl": url, "method": "PUT",
-                    "headers": {"Content-Type": UPLOAD_CONTENT_TYPE}} for url in urls]
+        urls = clients.put_signer.urls(
+            settings.s3_bucket, keys, timedelta(seconds=settings.presign_expiry_seconds)
+        )
+        targets = [
+            {"uploadUrl": url, "method": "PUT", "headers": {"Content-Type": UPLOAD_CONTENT_TYPE}}
+            for url in urls
+        ]
     return {
         "batchId": batch_id,
         "expiresAt": expires_at.isoformat().replace("+00:00", "Z"),
-        "uploadUrls": [{"fileName": f.file_name, "objectKey": f.object_key, **target}
-                       for f, target in zip(added.files, targets, strict=True)],
+        "uploadUrls": [
+            {"fileName": f.file_name, "objectKey": f.object_key, **target}
+            for f, target in zip(added.files, targets, strict=True)
+        ],
     }
 
 
 def _post_target(clients: Clients, key: str, expires_at: datetime) -> dict[str, Any]:
     settings = clients.settings
-    return {"uploadUrl": storage.bucket_url(settings.presign_endpoint, settings.s3_bucket),
-            "method": "POST", "headers": {},
-            "fields": storage.presigned_post(clients.signer, settings.s3_bucket, key, expires_at,
-                                             settings.max_file_bytes, UPLOAD_CONTENT_TYPE)}
+    return {
+        "uploadUrl": storage.bucket_url(settings.presign_endpoint, settings.s3_bucket),
+        "method": "POST",
+        "headers": {},
+        "fields": storage.presigned_post(
+            clients.signer,
+            settings.s3_bucket,
+            key,
+            expires_at,
+            settings.max_file_bytes,
+            UPLOAD_CONTENT_TYPE,
+        ),
+    }
 
 
 def _check(spec: FileSpec, settings: Settings) -> None:
@@ -95,8 +115,9 @@ def _check(spec: FileSpec, settings: Settings) -> None:
             f"{name[:100]!r}: extension must be one of {', '.join(settings.allowed_extensions)}.",
         )
     if spec.size is not None and spec.size > settings.max_file_bytes:
-        raise RequestError("FILE_TOO_LARGE",
-                           f"{name[:100]!r} is larger than {settings.max_file_bytes} bytes.")
+        raise RequestError(
+            "FILE_TOO_LARGE", f"{name[:100]!r} is larger than {settings.max_file_bytes} bytes."
+        )
     if spec.ticker is not None and not is_symbol(spec.ticker.strip().upper()):
         raise RequestError("INVALID_TICKER", f"{spec.ticker[:40]!r} is not a plausible symbol.")
 

@@ -32,7 +32,9 @@ if importlib.util.find_spec("pandas") is None:
 
 HTTPFS = (
     Path(duckdb_extension_httpfs.__file__).parent
-    / "extensions" / f"v{duckdb.__version__}" / "httpfs.duckdb_extension"
+    / "extensions"
+    / f"v{duckdb.__version__}"
+    / "httpfs.duckdb_extension"
 )
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 REASONS = {
@@ -101,7 +103,8 @@ _PLAIN_CHECK = (
 )
 _PLAIN_ROWS = (
     "SELECT rn, symbol, TRY_CAST(d AS DATE) AS date, "
-    + ", ".join(f"nullif({f}, '') AS {f}" for f in PRICES) + ", "
+    + ", ".join(f"nullif({f}, '') AS {f}" for f in PRICES)
+    + ", "
     + ", ".join(f"coalesce(nullif({f}, ''), '0') AS {f}" for f in AMOUNTS)
     + " FROM raw"
 )
@@ -129,26 +132,39 @@ class Reader:
     def __init__(self, settings: Settings) -> None:
         # One thread per query: files arrive several at a time, and a 5,000-row file is too
         # small to split; beyond the memory limit DuckDB spills to the temporary directory.
-        self._db = duckdb.connect(config={
-            "memory_limit": settings.duckdb_memory_limit,
-            "threads": settings.duckdb_threads,
-            "temp_directory": str(Path(tempfile.gettempdir()) / "ingest-duckdb"),
-        })
+        self._db = duckdb.connect(
+            config={
+                "memory_limit": settings.duckdb_memory_limit,
+                "threads": settings.duckdb_threads,
+                "temp_directory": str(Path(tempfile.gettempdir()) / "ingest-duckdb"),
+            }
+        )
         self._db.execute(f"LOAD '{HTTPFS}'")
         endpoint = urlsplit(settings.s3_endpoint)
         self._db.execute(
             "CREATE SECRET ingest_s3 (TYPE s3, KEY_ID $key, SECRET $secret, ENDPOINT $endpoint,"
             " URL_STYLE 'path', USE_SSL $ssl, REGION $region)",
-            {"key": settings.s3_access_key, "secret": settings.s3_secret_key,
-             "endpoint": endpoint.netloc, "ssl": endpoint.scheme == "https",
-             "region": settings.s3_region},
+            {
+                "key": settings.s3_access_key,
+                "secret": settings.s3_secret_key,
+                "endpoint": endpoint.netloc,
+                "ssl": endpoint.scheme == "https",
+                "region": settings.s3_region,
+            },
         )
         self._db.execute(_SETUP)
         self._db.executemany("INSERT INTO ingest_reasons VALUES (?, ?)", list(REASONS.items()))
         self._lock = threading.Lock()
 
-    def read(self, url: str, layout: Layout, ticker: str | None, uploaded_at: datetime,
-             ticker_ids: TickerIds, workdir: Path) -> ParsedFile:
+    def read(
+        self,
+        url: str,
+        layout: Layout,
+        ticker: str | None,
+        uploaded_at: datetime,
+        ticker_ids: TickerIds,
+        workdir: Path,
+    ) -> ParsedFile:
         """Parse one object into a CSV of valid rows ready for COPY, and one of rejected rows.
 
         `ticker_ids` maps the file's symbols to ids (creating them) before the rows are written.
@@ -174,8 +190,14 @@ class _Stamp:
     ticker_ids: TickerIds
 
 
-def _read(cursor: duckdb.DuckDBPyConnection, url: str, layout: Layout, ticker: str | None,
-          workdir: Path, stamp: _Stamp) -> ParsedFile:
+def _read(
+    cursor: duckdb.DuckDBPyConnection,
+    url: str,
+    layout: Layout,
+    ticker: str | None,
+    workdir: Path,
+    stamp: _Stamp,
+) -> ParsedFile:
     if layout.text_encoding is not None:
         url = _transcoded(cursor, url, layout.text_encoding, workdir)
     scan, params = _scan(url, layout)
@@ -188,8 +210,10 @@ def _read(cursor: duckdb.DuckDBPyConnection, url: str, layout: Layout, ticker: s
         rows, values, lane = _PLAIN_ROWS, _PLAIN_VALUES, {}
     else:
         dayfirst, comma, last = _decide(cursor, layout)
-        rows = (f"SELECT rn, {_normalised()} FROM raw WHERE rn <= $last OR filled >= 2"
-                " OR ingest_date(d, $dayfirst) IS NOT NULL")
+        rows = (
+            f"SELECT rn, {_normalised()} FROM raw WHERE rn <= $last OR filled >= 2"
+            " OR ingest_date(d, $dayfirst) IS NOT NULL"
+        )
         values, lane = _VALUES, {"dayfirst": dayfirst, "comma": comma, "last": last}
     cursor.execute(
         f"CREATE TEMP TABLE parsed AS SELECT rn, reason, symbol, date, {fields},"
@@ -199,9 +223,11 @@ def _read(cursor: duckdb.DuckDBPyConnection, url: str, layout: Layout, ticker: s
         {"today": datetime.now(UTC).date(), **lane},
     )
     loaded, rejected, tickers, first, last_date = _one(
-        cursor, "SELECT count(*) FILTER (WHERE keep), count(*) FILTER (WHERE reason IS NOT NULL),"
+        cursor,
+        "SELECT count(*) FILTER (WHERE keep), count(*) FILTER (WHERE reason IS NOT NULL),"
         " list(DISTINCT symbol ORDER BY symbol) FILTER (WHERE keep),"
-        " min(date) FILTER (WHERE keep), max(date) FILTER (WHERE keep) FROM parsed")
+        " min(date) FILTER (WHERE keep), max(date) FILTER (WHERE keep) FROM parsed",
+    )
     if rejected and not loaded:
         code, line = _one(cursor, "SELECT reason, rn FROM parsed ORDER BY rn LIMIT 1")
         raise FileRejectedError(
@@ -216,16 +242,26 @@ def _read(cursor: duckdb.DuckDBPyConnection, url: str, layout: Layout, ticker: s
         " $uploaded_at FROM parsed p JOIN (SELECT unnest($symbols) AS symbol,"
         " unnest($ids) AS id) m ON m.symbol = p.symbol WHERE p.keep ORDER BY m.id, p.date)"
         f" TO '{rows_csv}' (HEADER false)",
-        {"uploaded_at": stamp.uploaded_at.isoformat(), "symbols": tickers,
-         "ids": [ids[t] for t in tickers]},
+        {
+            "uploaded_at": stamp.uploaded_at.isoformat(),
+            "symbols": tickers,
+            "ids": [ids[t] for t in tickers],
+        },
     )
     rejects_csv = _write_rejects(cursor, scan, params, layout, workdir) if rejected else None
-    return ParsedFile(rows_csv, rejects_csv, loaded, rejected, tickers,
-                      sorted(ids[t] for t in tickers), first, last_date)
+    return ParsedFile(
+        rows_csv,
+        rejects_csv,
+        loaded,
+        rejected,
+        tickers,
+        sorted(ids[t] for t in tickers),
+        first,
+        last_date,
+    )
 
 
-def _transcoded(cursor: duckdb.DuckDBPyConnection, url: str, encoding: str,
-                workdir: Path) -> str:
+def _transcoded(cursor: duckdb.DuckDBPyConnection, url: str, encoding: str, workdir: Path) -> str:
     """A local UTF-8 copy of an object DuckDB cannot decode (only legacy and UTF-16 BE files)."""
     row = cursor.execute("SELECT content FROM read_blob($url)", {"url": url}).fetchone()
     assert row is not None
@@ -242,18 +278,21 @@ def _plain(cursor: duckdb.DuckDBPyConnection) -> bool:
 
 def _decide(cursor: duckdb.DuckDBPyConnection, layout: Layout) -> tuple[bool, bool, int]:
     """Day-first dates?, decimal comma?, and the last data row (what follows is a footer)."""
-    (dmy_rows, dmy_value, dmy_rn, mdy_rows, mdy_value, mdy_rn,
-     comma_cells, point_cells, last) = _one(cursor, _DECIDE)
+    (dmy_rows, dmy_value, dmy_rn, mdy_rows, mdy_value, mdy_rn, comma_cells, point_cells, last) = (
+        _one(cursor, _DECIDE)
+    )
     if dmy_rows and mdy_rows:
         first = layout.header_line + 1
         raise FileRejectedError(
             "The day/month order of the dates cannot be decided: "
             f"{dmy_value!r} (line {first + dmy_rn}) only fits day-first, "
-            f"{mdy_value!r} (line {first + mdy_rn}) only fits month-first.")
+            f"{mdy_value!r} (line {first + mdy_rn}) only fits month-first."
+        )
     # Decimal comma when only a decimal comma explains the numbers, or in a `;` file unless only
     # a decimal point does; otherwise the comma groups thousands.
     comma = bool(comma_cells and not point_cells) or (
-        layout.delimiter == ";" and not (point_cells and not comma_cells))
+        layout.delimiter == ";" and not (point_cells and not comma_cells)
+    )
     return bool(dmy_rows), comma, int(last)
 
 
@@ -265,21 +304,30 @@ def _scan(url: str, layout: Layout) -> tuple[str, dict[str, object]]:
         " auto_detect = false, null_padding = true, strict_mode = false, encoding = $encoding,"
         " buffer_size = $buffer, max_line_size = $max_line)"
     )
-    return scan, {"url": url, "delim": layout.delimiter, "skip": layout.header_line + 1,
-                  "encoding": layout.encoding, "buffer": CSV_BUFFER_BYTES,
-                  "max_line": MAX_LINE_BYTES}
+    return scan, {
+        "url": url,
+        "delim": layout.delimiter,
+        "skip": layout.header_line + 1,
+        "encoding": layout.encoding,
+        "buffer": CSV_BUFFER_BYTES,
+        "max_line": MAX_LINE_BYTES,
+    }
 
 
 def _raw_cells(layout: Layout) -> str:
     """symbol, the trimmed date text, each number's raw text, and how many cells are filled."""
+
     def cell(field: str) -> str:
         return f"c{layout.columns[field]}" if field in layout.columns else "NULL::VARCHAR"
 
     symbol = f"upper(trim({cell('ticker')}))" if "ticker" in layout.columns else "$ticker"
     numbers = [f"{cell(f)} AS {f}" for f in PRICES + AMOUNTS]
     filled = " + ".join(f"(c{i} <> '')::INTEGER" for i in range(len(layout.names)))
-    return (f"{symbol} AS symbol, ingest_trim({cell('date')}) AS d, " + ", ".join(numbers)
-            + f", {filled} AS filled")
+    return (
+        f"{symbol} AS symbol, ingest_trim({cell('date')}) AS d, "
+        + ", ".join(numbers)
+        + f", {filled} AS filled"
+    )
 
 
 def _normalised() -> str:
@@ -289,8 +337,13 @@ def _normalised() -> str:
     return "symbol, ingest_date(d, $dayfirst) AS date, " + ", ".join(prices + amounts)
 
 
-def _write_rejects(cursor: duckdb.DuckDBPyConnection, scan: str, params: dict[str, object],
-                   layout: Layout, workdir: Path) -> Path:
+def _write_rejects(
+    cursor: duckdb.DuckDBPyConnection,
+    scan: str,
+    params: dict[str, object],
+    layout: Layout,
+    workdir: Path,
+) -> Path:
     """line, the original cells (formula-neutralised), reason, message: one row per rejected row."""
     body = workdir / "rejects-body.csv"
     cells = ", ".join(f"ingest_cell(src.c{i})" for i in range(len(layout.names)))

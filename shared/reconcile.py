@@ -26,7 +26,8 @@ def reconcile(clients: Clients) -> Reconciled:
     grace = timedelta(seconds=settings.event_grace_seconds)
     result = Reconciled()
     for record, url_expires_at, takeable in database.unfinished_files(
-            clients.pool, settings.processing_lease_seconds):
+        clients.pool, settings.processing_lease_seconds
+    ):
         stored = storage.stat(clients.store, settings.s3_bucket, record.object_key)
         if stored is None and url_expires_at < now:
             fail_never_uploaded(clients, record, url_expires_at)

@@ -25,8 +25,12 @@ def batch_status(clients: Clients, batch_id: str) -> bytes:
     time (pollers of one batch share it, and encoding is most of an answer's cost)."""
     version = batch_view.version(clients.redis, clients.settings.redis_key_prefix, batch_id)
     cached = clients.status_cache.get(batch_id)
-    if version is not None and cached and cached[0] == version \
-            and time.monotonic() - cached[1] < STATUS_CACHE_SECONDS:
+    if (
+        version is not None
+        and cached
+        and cached[0] == version
+        and time.monotonic() - cached[1] < STATUS_CACHE_SECONDS
+    ):
         return cached[2]
     encoded = json.dumps(_build_status(clients, batch_id), separators=(",", ":")).encode()
     if len(clients.status_cache) >= STATUS_CACHE_BATCHES:
@@ -43,8 +47,10 @@ def _build_status(clients: Clients, batch_id: str) -> dict[str, Any]:
         view = batch_view.read_batch(clients.redis, settings.redis_key_prefix, batch_id)
         assert view is not None
     meta, entries = view
-    counts = {s: sum(1 for e in entries if e["status"] == s)
-              for s in ("PENDING", "PROCESSING", "COMPLETED", "FAILED")}
+    counts = {
+        s: sum(1 for e in entries if e["status"] == s)
+        for s in ("PENDING", "PROCESSING", "COMPLETED", "FAILED")
+    }
     total, done, failed = len(entries), counts["COMPLETED"], counts["FAILED"]
     return {
         "batchId": batch_id,
@@ -57,8 +63,12 @@ def _build_status(clients: Clients, batch_id: str) -> dict[str, Any]:
         "rowsRejected": sum(e["rowsRejected"] for e in entries),
         "createdAt": meta["createdAt"],
         "updatedAt": meta.get("updatedAt", meta["createdAt"]),
-        "queue": {"waiting": counts["PENDING"], "active": counts["PROCESSING"],
-                  "completed": done, "failed": failed},
+        "queue": {
+            "waiting": counts["PENDING"],
+            "active": counts["PROCESSING"],
+            "completed": done,
+            "failed": failed,
+        },
         "files": [_file(clients, e) for e in entries],
     }
 
@@ -67,8 +77,9 @@ def retry_failed(clients: Clients, batch_id: str) -> dict[str, Any]:
     """Process the batch's failed files again from the stored objects."""
     batch = _ledger(clients, batch_id)
     retried = database.reset_failed(clients.pool, batch_id)
-    batch_view.put_batch(clients.redis, clients.settings.redis_key_prefix,
-                         _ledger(clients, batch.batch_id))
+    batch_view.put_batch(
+        clients.redis, clients.settings.redis_key_prefix, _ledger(clients, batch.batch_id)
+    )
     hand_over(clients, (f.object_key for f in retried))
     return {"batchId": batch_id, "retried": len(retried)}
 
@@ -77,12 +88,18 @@ def process_landed(clients: Clients, body: ProcessRequest) -> dict[str, Any]:
     """Process listed objects that landed but whose event never arrived (never twice)."""
     batch = _ledger(clients, body.batch_id)
     wanted = set(body.object_keys)
-    waiting = [f.object_key for f in batch.files
-               if not f.finished and (not wanted or f.object_key in wanted)]
+    waiting = [
+        f.object_key
+        for f in batch.files
+        if not f.finished and (not wanted or f.object_key in wanted)
+    ]
     queued = hand_over(clients, waiting, clients.settings.event_grace_seconds)
-    return {"batchId": batch.batch_id, "status": "PROCESSING",
-            "message": f"{queued} landed file(s) not yet processed will be processed if their"
-                       " upload event does not arrive first."}
+    return {
+        "batchId": batch.batch_id,
+        "status": "PROCESSING",
+        "message": f"{queued} landed file(s) not yet processed will be processed if their"
+        " upload event does not arrive first.",
+    }
 
 
 def queue_length() -> float:
@@ -121,7 +138,9 @@ def _file(clients: Clients, entry: dict[str, Any]) -> dict[str, Any]:
         "rowsLoaded": entry["rowsLoaded"],
         "rowsRejected": entry["rowsRejected"],
         "error": entry["error"],
-        "rejectsUrl": storage.presigned_get(clients.signer, clients.settings.s3_bucket,
-                                            rejects_key, REJECTS_URL_EXPIRY)
-        if rejects_key else None,
+        "rejectsUrl": storage.presigned_get(
+            clients.signer, clients.settings.s3_bucket, rejects_key, REJECTS_URL_EXPIRY
+        )
+        if rejects_key
+        else None,
     }

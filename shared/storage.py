@@ -18,8 +18,13 @@ from .errors import TransientError
 from .settings import Settings
 
 HEAD_BYTES = 65536
-BUSY_CODES = ("InternalError", "SlowDown", "ServiceUnavailable", "RequestTimeout",
-              "XMinioServerNotInitialized")
+BUSY_CODES = (
+    "InternalError",
+    "SlowDown",
+    "ServiceUnavailable",
+    "RequestTimeout",
+    "XMinioServerNotInitialized",
+)
 T = TypeVar("T")
 
 
@@ -60,8 +65,9 @@ class PutSigner:
         self._secret_key = settings.s3_secret_key
         self._region = settings.s3_region
 
-    def urls(self, bucket: str, keys: list[str], expires: timedelta,
-             now: datetime | None = None) -> list[str]:
+    def urls(
+        self, bucket: str, keys: list[str], expires: timedelta, now: datetime | None = None
+    ) -> list[str]:
         moment = (now or datetime.now(UTC)).astimezone(UTC)
         day, stamp = moment.strftime("%Y%m%d"), moment.strftime("%Y%m%dT%H%M%SZ")
         scope = f"{day}/{self._region}/s3/aws4_request"
@@ -78,15 +84,18 @@ class PutSigner:
         for key in keys:
             path = f"/{bucket}/{quote(key, safe='/~')}"
             request = f"PUT\n{path}\n{query}\nhost:{self._host}\n\nhost\nUNSIGNED-PAYLOAD"
-            to_sign = (f"AWS4-HMAC-SHA256\n{stamp}\n{scope}\n"
-                       f"{hashlib.sha256(request.encode()).hexdigest()}")
+            to_sign = (
+                f"AWS4-HMAC-SHA256\n{stamp}\n{scope}\n"
+                f"{hashlib.sha256(request.encode()).hexdigest()}"
+            )
             signature = hmac.new(signing_key, to_sign.encode(), hashlib.sha256).hexdigest()
             signed.append(f"{self._base}{path}?{query}&X-Amz-Signature={signature}")
         return signed
 
 
-def presigned_post(signer: Minio, bucket: str, key: str, expires_at: datetime,
-                   max_bytes: int, content_type: str) -> dict[str, str]:
+def presigned_post(
+    signer: Minio, bucket: str, key: str, expires_at: datetime, max_bytes: int, content_type: str
+) -> dict[str, str]:
     """Form fields for a browser POST upload whose policy bounds the size (for stores that
     enforce POST policies; a presigned PUT cannot bound anything)."""
     policy = PostPolicy(bucket, expires_at)
@@ -114,13 +123,16 @@ def stat(store: Minio, bucket: str, key: str) -> StoredObject | None:
         raise
     assert found.last_modified is not None
     return StoredObject(
-        key=key, etag=(found.etag or "").strip('"'), size=found.size or 0,
+        key=key,
+        etag=(found.etag or "").strip('"'),
+        size=found.size or 0,
         last_modified=found.last_modified,
     )
 
 
 def head(store: Minio, bucket: str, key: str, length: int = HEAD_BYTES) -> bytes:
     """The first bytes of an object, enough to decide encoding, delimiter and header."""
+
     def read() -> bytes:
         response = store.get_object(bucket, key, offset=0, length=length)
         try:
@@ -142,11 +154,17 @@ def ensure_bucket(store: Minio, bucket: str) -> None:
 
 
 def list_objects(store: Minio, bucket: str, prefix: str) -> list[StoredObject]:
-    return _guard(lambda: [
-        StoredObject(key=o.object_name or "", etag=(o.etag or "").strip('"'), size=o.size or 0,
-                     last_modified=o.last_modified or datetime.min)
-        for o in store.list_objects(bucket, prefix=prefix, recursive=True)
-    ])
+    return _guard(
+        lambda: [
+            StoredObject(
+                key=o.object_name or "",
+                etag=(o.etag or "").strip('"'),
+                size=o.size or 0,
+                last_modified=o.last_modified or datetime.min,
+            )
+            for o in store.list_objects(bucket, prefix=prefix, recursive=True)
+        ]
+    )
 
 
 def _guard(call: Callable[[], T]) -> T:

@@ -23,10 +23,25 @@ from shared.database import migrate
 from shared.settings import Settings
 
 CONTRACT_VARIABLES = (
-    "DATABASE_URL", "DATABASE_SCHEMA", "REDIS_URL", "REDIS_KEY_PREFIX", "S3_ENDPOINT",
-    "S3_PUBLIC_ENDPOINT", "S3_ACCESS_KEY", "S3_SECRET_KEY", "S3_REGION", "S3_BUCKET",
-    "API_TOKENS", "AUTH_DISABLED", "WEBHOOK_TOKEN", "CORS_ORIGINS", "MAX_FILES_PER_BATCH",
-    "MAX_FILE_BYTES", "ALLOWED_EXTENSIONS", "PROCESS_FILE_URL", "MAX_REQUEST_BYTES",
+    "DATABASE_URL",
+    "DATABASE_SCHEMA",
+    "REDIS_URL",
+    "REDIS_KEY_PREFIX",
+    "S3_ENDPOINT",
+    "S3_PUBLIC_ENDPOINT",
+    "S3_ACCESS_KEY",
+    "S3_SECRET_KEY",
+    "S3_REGION",
+    "S3_BUCKET",
+    "API_TOKENS",
+    "AUTH_DISABLED",
+    "WEBHOOK_TOKEN",
+    "CORS_ORIGINS",
+    "MAX_FILES_PER_BATCH",
+    "MAX_FILE_BYTES",
+    "ALLOWED_EXTENSIONS",
+    "PROCESS_FILE_URL",
+    "MAX_REQUEST_BYTES",
 )
 EVENTS = Path(__file__).parent / "events"
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples" / "real"
@@ -85,17 +100,29 @@ def s3_endpoint() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def environment(database_url: str, redis_url: str, redis_prefix: str,
-                s3_endpoint: str) -> dict[str, str]:
+def environment(
+    database_url: str, redis_url: str, redis_prefix: str, s3_endpoint: str
+) -> dict[str, str]:
     """The contract's variables for one private test world."""
     bucket = f"ingest-test-{secrets.token_hex(4)}"
     env = {
-        "DATABASE_URL": database_url, "REDIS_URL": redis_url, "REDIS_KEY_PREFIX": redis_prefix,
-        "S3_ENDPOINT": s3_endpoint, "S3_ACCESS_KEY": "testing", "S3_SECRET_KEY": "testing",
-        "S3_BUCKET": bucket, "API_TOKENS": API_TOKEN, "CORS_ORIGINS": "http://admin.example",
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "REDIS_KEY_PREFIX": redis_prefix,
+        "S3_ENDPOINT": s3_endpoint,
+        "S3_ACCESS_KEY": "testing",
+        "S3_SECRET_KEY": "testing",
+        "S3_BUCKET": bucket,
+        "API_TOKENS": API_TOKEN,
+        "CORS_ORIGINS": "http://admin.example",
     }
-    store = Minio(s3_endpoint.removeprefix("http://"), access_key="testing",
-                  secret_key="testing", secure=False, region="us-east-1")
+    store = Minio(
+        s3_endpoint.removeprefix("http://"),
+        access_key="testing",
+        secret_key="testing",
+        secure=False,
+        region="us-east-1",
+    )
     storage.ensure_bucket(store, bucket)
     return env
 

@@ -28,22 +28,34 @@ def app(name: str) -> FlaskClient:
 
 def ohlcv_csv(ticker: str | None, days: int, start: int = 0, price: str = "100.25") -> bytes:
     """Consecutive-date rows; prices step by 0.01 so every row is distinct."""
-    header = "Date,Ticker,Open,High,Low,Close,Volume,OpenInterest" if ticker else \
-        "Date,Open,High,Low,Close,Volume"
+    header = (
+        "Date,Ticker,Open,High,Low,Close,Volume,OpenInterest"
+        if ticker
+        else "Date,Open,High,Low,Close,Volume"
+    )
     lines = [header]
     base = datetime(2020, 1, 1).toordinal()
     for day in range(start, start + days):
         date = datetime.fromordinal(base + day).date().isoformat()
         close = f"{float(price) + day / 100:.2f}"
-        cells = [date, *([ticker] if ticker else []), price, f"{float(price) + 50:.2f}",
-                 "1.5", close, str(1000 + day), *(["7"] if ticker else [])]
+        cells = [
+            date,
+            *([ticker] if ticker else []),
+            price,
+            f"{float(price) + 50:.2f}",
+            "1.5",
+            close,
+            str(1000 + day),
+            *(["7"] if ticker else []),
+        ]
         lines.append(",".join(cells))
     return ("\n".join(lines) + "\n").encode()
 
 
 def put(upload: dict[str, Any], body: bytes) -> None:
-    response = requests.request(upload["method"], upload["uploadUrl"], data=body,
-                                headers=upload["headers"], timeout=30)
+    response = requests.request(
+        upload["method"], upload["uploadUrl"], data=body, headers=upload["headers"], timeout=30
+    )
     assert response.status_code == 200, response.text
 
 
@@ -52,15 +64,17 @@ def webhook(bucket: str, key: str, etag: str, size: int) -> dict[str, Any]:
 
 
 def binary_cloudevent(notification: dict[str, Any]) -> tuple[dict[str, str], bytes]:
-    event = CloudEvent({"type": "dev.knative.minio.object.created", "source": "minio:test"},
-                       notification)
+    event = CloudEvent(
+        {"type": "dev.knative.minio.object.created", "source": "minio:test"}, notification
+    )
     headers, body = to_binary(event)
     return dict(headers), body
 
 
 def structured_cloudevent(notification: dict[str, Any]) -> tuple[dict[str, str], bytes]:
-    event = CloudEvent({"type": "dev.knative.minio.object.created", "source": "minio:test"},
-                       notification)
+    event = CloudEvent(
+        {"type": "dev.knative.minio.object.created", "source": "minio:test"}, notification
+    )
     headers, body = to_structured(event)
     return dict(headers), body
 

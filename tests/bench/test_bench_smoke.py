@@ -43,9 +43,24 @@ def test_quick_bench_reports_every_scenario(tmp_path: Path) -> None:
 
     # WHEN the quick bench runs, its chain repeated on two fresh databases
     done = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "bench.py"), "--quick", "--repeat", str(REPEAT),
-         "--json", str(output), "--log-dir", str(tmp_path / "logs")],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False)
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "bench.py"),
+            "--quick",
+            "--repeat",
+            str(REPEAT),
+            "--json",
+            str(output),
+            "--log-dir",
+            str(tmp_path / "logs"),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
 
     # THEN it reports every scenario with sane numbers and the batch's row counts
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -76,7 +91,8 @@ def test_quick_bench_reports_every_scenario(tmp_path: Path) -> None:
 
     # AND it leaves nothing behind: its databases and Redis keys are gone
     with psycopg.connect(admin, autocommit=True) as conn:
-        left = conn.execute("SELECT datname FROM pg_database WHERE datname = ANY(%s)",
-                            (report["run"]["databases"],)).fetchall()
+        left = conn.execute(
+            "SELECT datname FROM pg_database WHERE datname = ANY(%s)", (report["run"]["databases"],)
+        ).fetchall()
     assert len(report["run"]["databases"]) == REPEAT + 1 and left == []
     assert list(redis.Redis.from_url(redis_url).scan_iter(match=f"{prefix}*")) == []

@@ -239,15 +239,22 @@ def test_an_overlay_names_its_own_monitoring_namespace(k8s_copy: Path, tmp_path:
     overlay = tmp_path / "k8s"
     shutil.copytree(k8s_copy, overlay)
     patch = overlay / "overlays" / "prod" / "metrics-ingress.yaml"
-    patch.write_text(patch.read_text(encoding="utf-8").replace(
-        "kubernetes.io/metadata.name: monitoring", "team: observability"), encoding="utf-8")
+    patch.write_text(
+        patch.read_text(encoding="utf-8").replace(
+            "kubernetes.io/metadata.name: monitoring", "team: observability"
+        ),
+        encoding="utf-8",
+    )
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         docs = render(overlay / "overlays" / "prod")
     else:
         built = subprocess.run(
             [kubectl, "kustomize", str(overlay / "overlays" / "prod")],
-            capture_output=True, text=True, timeout=60, check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
         )
         docs = [doc for doc in yaml.safe_load_all(built.stdout) if doc]
 

@@ -111,16 +111,20 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 def wait_healthy(started: Started, deadline: float) -> None:
     while time.monotonic() < deadline:
         if started.process.poll() is not None:
-            pytest.fail(f"{started.name} exited with {started.process.returncode}:\n"
-                        + started.log.read_text(errors="replace")[-4000:])
+            pytest.fail(
+                f"{started.name} exited with {started.process.returncode}:\n"
+                + started.log.read_text(errors="replace")[-4000:]
+            )
         try:
             if get(f"{started.url}/healthz")[0] == 200:
                 return
         except OSError:
             pass
         time.sleep(0.2)
-    pytest.fail(f"{started.name} did not answer /healthz in {START_TIMEOUT} s:\n"
-                + started.log.read_text(errors="replace")[-4000:])
+    pytest.fail(
+        f"{started.name} did not answer /healthz in {START_TIMEOUT} s:\n"
+        + started.log.read_text(errors="replace")[-4000:]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -189,9 +193,7 @@ def test_metrics_serves_every_family(name: str, functions_running: dict[str, Sta
     status, body = get(f"{functions_running[name].url}/metrics")
 
     assert status == 200, body[-2000:]
-    types = dict(
-        line.split()[2:4] for line in body.splitlines() if line.startswith("# TYPE ")
-    )
+    types = dict(line.split()[2:4] for line in body.splitlines() if line.startswith("# TYPE "))
     for family, kind in METRIC_FAMILIES.items():
         assert types.get(family) == kind, f"{name}: {family} missing or not a {kind}"
 

@@ -28,8 +28,9 @@ AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 FORMS = (raw_webhook, binary_cloudevent, structured_cloudevent)
 
 
-def _upload(env: dict[str, str], urls: dict[str, str], name: str,
-            body: bytes) -> tuple[str, dict[str, Any]]:
+def _upload(
+    env: dict[str, str], urls: dict[str, str], name: str, body: bytes
+) -> tuple[str, dict[str, Any]]:
     batch = presign_batch(urls, [name])
     put(batch["uploadUrls"][0], body)
     return batch["batchId"], notification_for(env, batch["uploadUrls"][0])
@@ -54,27 +55,34 @@ def _deliver_until_handled(url: str, form: Any, notification: dict[str, Any]) ->
 def _count(database_url: str, ticker: str) -> int:
     """Rows of the ticker, or of every ticker that starts with it."""
     with psycopg.connect(database_url) as conn:
-        row = conn.execute("SELECT count(*) FROM seasonality_data d JOIN tickers t ON"
-                           " t.id = d.ticker_id WHERE t.symbol LIKE %s", (f"{ticker}%",)
-                           ).fetchone()
+        row = conn.execute(
+            "SELECT count(*) FROM seasonality_data d JOIN tickers t ON"
+            " t.id = d.ticker_id WHERE t.symbol LIKE %s",
+            (f"{ticker}%",),
+        ).fetchone()
     return int(row[0]) if row else 0
 
 
 def _file_status(database_url: str, batch_id: str) -> str:
     with psycopg.connect(database_url) as conn:
-        row = conn.execute("SELECT status FROM ingest_files WHERE batch_id = %s",
-                           (batch_id,)).fetchone()
+        row = conn.execute(
+            "SELECT status FROM ingest_files WHERE batch_id = %s", (batch_id,)
+        ).fetchone()
     return str(row[0]) if row else ""
 
 
 def test_ten_concurrent_deliveries_in_mixed_forms_load_once(
-        stack: tuple[dict[str, str], dict[str, str]]) -> None:
+    stack: tuple[dict[str, str], dict[str, str]],
+) -> None:
     env, urls = stack
     batch_id, notification = _upload(env, urls, "TENX.csv", ohlcv_csv(None, 2000))
     with ThreadPoolExecutor(10) as pool:
-        answers = list(pool.map(
-            lambda n: _deliver_until_handled(urls["process-file"], FORMS[n % 3], notification),
-            range(10)))
+        answers = list(
+            pool.map(
+                lambda n: _deliver_until_handled(urls["process-file"], FORMS[n % 3], notification),
+                range(10),
+            )
+        )
     assert answers == [204] * 10
     state = _state(urls, batch_id)
     assert (state["processed"], state["rowsLoaded"], state["total"]) == (1, 2000, 1)
@@ -89,8 +97,9 @@ def killable(stack: tuple[dict[str, str], dict[str, str]], tmp_path: Path) -> An
 
     def start() -> str:
         port = free_port()
-        process = localstack.spawn_function("process-file", port,
-                                            {**env, "PROCESSING_LEASE_SECONDS": "2"}, tmp_path)
+        process = localstack.spawn_function(
+            "process-file", port, {**env, "PROCESSING_LEASE_SECONDS": "2"}, tmp_path
+        )
         started.append(process)
         return localstack.wait_healthy(process, port, "process-file") + "/"
 
@@ -107,8 +116,12 @@ def _deliver_in_background(url: str, notification: dict[str, Any]) -> threading.
 
     def send() -> None:
         try:
-            requests.post(url, data=body, timeout=120, headers={
-                **headers, "Authorization": f"Bearer {WEBHOOK_TOKEN}"})
+            requests.post(
+                url,
+                data=body,
+                timeout=120,
+                headers={**headers, "Authorization": f"Bearer {WEBHOOK_TOKEN}"},
+            )
         except requests.ConnectionError:
             pass  # the worker is killed under this request
 
@@ -129,7 +142,8 @@ ROWS = TICKERS * DAYS
 
 
 def test_worker_killed_while_parsing_is_taken_over_after_its_lease(
-        stack: tuple[dict[str, str], dict[str, str]], killable: Any) -> None:
+    stack: tuple[dict[str, str], dict[str, str]], killable: Any
+) -> None:
     env, urls = stack
     start, kill = killable
     body = multi_ticker_csv("KILLA", TICKERS, DAYS)
@@ -149,7 +163,8 @@ def test_worker_killed_while_parsing_is_taken_over_after_its_lease(
 
 
 def test_worker_killed_inside_its_load_transaction_leaves_nothing_half_written(
-        stack: tuple[dict[str, str], dict[str, str]], killable: Any) -> None:
+    stack: tuple[dict[str, str], dict[str, str]], killable: Any
+) -> None:
     env, urls = stack
     start, kill = killable
     body = multi_ticker_csv("KILLB", TICKERS, DAYS)
@@ -175,7 +190,8 @@ def _waiting_on_lock(database_url: str) -> bool:
     with psycopg.connect(database_url) as conn:
         row = conn.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-            " AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO tickers%%'").fetchone()
+            " AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO tickers%%'"
+        ).fetchone()
     return bool(row and row[0])
 
 
@@ -198,18 +214,26 @@ def spawn(stack: tuple[dict[str, str], dict[str, str]], tmp_path: Path) -> Any:
 
 @pytest.mark.parametrize("broken", ["DATABASE_URL", "REDIS_URL", "S3_ENDPOINT"])
 def test_unreachable_service_gives_5xx_and_the_redelivery_completes(
-        stack: tuple[dict[str, str], dict[str, str]], spawn: Any, broken: str) -> None:
+    stack: tuple[dict[str, str], dict[str, str]], spawn: Any, broken: str
+) -> None:
     env, urls = stack
     ticker = f"GONE{broken[0]}"
     batch_id, notification = _upload(env, urls, f"{ticker}.csv", ohlcv_csv(None, 9))
     dead = f"127.0.0.1:{free_port()}"
-    url = spawn(**{broken: {"DATABASE_URL": f"postgresql://postgres@{dead}/x",
-                            "REDIS_URL": f"redis://{dead}/0",
-                            "S3_ENDPOINT": f"http://{dead}"}[broken],
-                   "DATABASE_TIMEOUT_SECONDS": "1"})
+    url = spawn(
+        **{
+            broken: {
+                "DATABASE_URL": f"postgresql://postgres@{dead}/x",
+                "REDIS_URL": f"redis://{dead}/0",
+                "S3_ENDPOINT": f"http://{dead}",
+            }[broken],
+            "DATABASE_TIMEOUT_SECONDS": "1",
+        }
+    )
     headers, body = raw_webhook(notification)
-    answer = requests.post(url, data=body, timeout=60,
-                           headers={**headers, "Authorization": f"Bearer {WEBHOOK_TOKEN}"})
+    answer = requests.post(
+        url, data=body, timeout=60, headers={**headers, "Authorization": f"Bearer {WEBHOOK_TOKEN}"}
+    )
     assert answer.status_code == 503 and answer.headers["Retry-After"]
     assert _file_status(env["DATABASE_URL"], batch_id) == "PENDING"  # nothing failed by mistake
     assert _deliver_until_handled(spawn(), raw_webhook, notification) == 204
@@ -218,7 +242,8 @@ def test_unreachable_service_gives_5xx_and_the_redelivery_completes(
 
 
 def test_redis_flushed_mid_batch_status_is_rebuilt_exactly(
-        stack: tuple[dict[str, str], dict[str, str]]) -> None:
+    stack: tuple[dict[str, str], dict[str, str]],
+) -> None:
     import redis
 
     env, urls = stack
@@ -244,7 +269,8 @@ def test_redis_flushed_mid_batch_status_is_rebuilt_exactly(
 
 
 def test_retry_reprocesses_only_failed_files_from_the_stored_objects(
-        stack: tuple[dict[str, str], dict[str, str]]) -> None:
+    stack: tuple[dict[str, str], dict[str, str]],
+) -> None:
     env, urls = stack
     batch = presign_batch(urls, ["RETRYOK.csv", "RETRYBAD.csv"])
     good, bad = batch["uploadUrls"]
@@ -254,8 +280,9 @@ def test_retry_reprocesses_only_failed_files_from_the_stored_objects(
         _deliver_until_handled(urls["process-file"], raw_webhook, notification_for(env, upload))
     assert _state(urls, batch["batchId"])["status"] == "PARTIAL"
     put(bad, ohlcv_csv(None, 7))  # the admin fixes the object in place
-    retried = requests.post(f"{urls['status']}/batch/{batch['batchId']}/retry", headers=AUTH,
-                            timeout=30)
+    retried = requests.post(
+        f"{urls['status']}/batch/{batch['batchId']}/retry", headers=AUTH, timeout=30
+    )
     assert retried.status_code == 202 and retried.json()["data"]["retried"] == 1
     _wait_for(lambda: _state(urls, batch["batchId"])["status"] == "COMPLETED", "retry")
     state = _state(urls, batch["batchId"])
@@ -263,7 +290,8 @@ def test_retry_reprocesses_only_failed_files_from_the_stored_objects(
 
 
 def test_reconcile_command_finishes_every_batch(
-        stack: tuple[dict[str, str], dict[str, str]]) -> None:
+    stack: tuple[dict[str, str], dict[str, str]],
+) -> None:
     import json
     import subprocess
     import sys
@@ -274,11 +302,18 @@ def test_reconcile_command_finishes_every_batch(
     batch = presign_batch(urls, ["RECLAND.csv", "RECNEVER.csv"])
     put(batch["uploadUrls"][0], ohlcv_csv(None, 4))  # its event is lost; the other never comes
     with psycopg.connect(env["DATABASE_URL"]) as conn:  # the upload URLs have expired
-        conn.execute("UPDATE ingest_batches SET expires_at = now() - interval '1 minute'"
-                     " WHERE id = %s", (batch["batchId"],))
-    ran = subprocess.run([sys.executable, str(ROOT / "scripts" / "reconcile")], check=True,
-                         env={**env, "PROCESS_FILE_URL": ""}, capture_output=True, text=True,
-                         timeout=120)
+        conn.execute(
+            "UPDATE ingest_batches SET expires_at = now() - interval '1 minute' WHERE id = %s",
+            (batch["batchId"],),
+        )
+    ran = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "reconcile")],
+        check=True,
+        env={**env, "PROCESS_FILE_URL": ""},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     counts = json.loads(ran.stdout.strip().splitlines()[-1])
     assert counts["processed"] >= 1 and counts["never_uploaded"] >= 1
     state = _state(urls, batch["batchId"])
@@ -287,7 +322,8 @@ def test_reconcile_command_finishes_every_batch(
 
 
 def test_two_worker_processes_on_shared_tickers(
-        stack: tuple[dict[str, str], dict[str, str]], spawn: Any) -> None:
+    stack: tuple[dict[str, str], dict[str, str]], spawn: Any
+) -> None:
     env, urls = stack
     url = spawn(WORKERS="2", THREADS="4")
     tickers = ["WKA", "WKB", "WKC"]
@@ -295,13 +331,17 @@ def test_two_worker_processes_on_shared_tickers(
     for n in range(8):
         order = tickers if n % 2 else tickers[::-1]
         lines = ["Date,Ticker,Open,High,Low,Close"] + [
-            f"2022-02-{day:02d},{t},5,9,1,{n + 2}" for t in order for day in range(1, 29)]
+            f"2022-02-{day:02d},{t},5,9,1,{n + 2}" for t in order for day in range(1, 29)
+        ]
         _, notification = _upload(env, urls, f"WK{n}.csv", ("\n".join(lines) + "\n").encode())
         notifications.append(notification)
     with ThreadPoolExecutor(8) as pool:
-        answers = list(pool.map(
-            lambda pair: _deliver_until_handled(url, FORMS[pair[0] % 3], pair[1]),
-            enumerate(notifications)))
+        answers = list(
+            pool.map(
+                lambda pair: _deliver_until_handled(url, FORMS[pair[0] % 3], pair[1]),
+                enumerate(notifications),
+            )
+        )
     assert answers == [204] * 8
     with psycopg.connect(env["DATABASE_URL"]) as conn:
         rows = conn.execute(
@@ -310,8 +350,10 @@ def test_two_worker_processes_on_shared_tickers(
         ).fetchall()
     assert rows == [(t, 28, 1) for t in tickers]
     with psycopg.connect(env["DATABASE_URL"]) as conn:  # the last upload (WK7) won everywhere
-        closes = conn.execute("SELECT DISTINCT close FROM seasonality_data d JOIN tickers t"
-                              " ON t.id = d.ticker_id WHERE t.symbol LIKE 'WK_'").fetchall()
+        closes = conn.execute(
+            "SELECT DISTINCT close FROM seasonality_data d JOIN tickers t"
+            " ON t.id = d.ticker_id WHERE t.symbol LIKE 'WK_'"
+        ).fetchall()
     assert [str(c) for (c,) in closes] == ["9"]
 
 
@@ -321,13 +363,15 @@ def _peak_rss_bytes(pid: int) -> int:
     peaks = []
     for process in [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]:
         status = Path(f"/proc/{process.pid}/status").read_text()
-        peaks += [int(line.split()[1]) * 1024 for line in status.splitlines()
-                  if line.startswith("VmHWM:")]
+        peaks += [
+            int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmHWM:")
+        ]
     return max(peaks)
 
 
 def test_a_million_row_file_loads_with_bounded_memory(
-        stack: tuple[dict[str, str], dict[str, str]], tmp_path: Path) -> None:
+    stack: tuple[dict[str, str], dict[str, str]], tmp_path: Path
+) -> None:
     env, urls = stack
     body = multi_ticker_csv("MEGA", 500, 2000)
     batch_id, notification = _upload(env, urls, "MEGA.csv", body)

@@ -18,12 +18,17 @@ from shared.http import openapi_document
 from tests.conftest import API_TOKEN
 
 pytestmark = pytest.mark.e2e
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
-          response_schema_conformance]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
 
 
 def test_each_function_serves_the_checked_in_document(
-        stack: tuple[dict[str, str], dict[str, str]]) -> None:
+    stack: tuple[dict[str, str], dict[str, str]],
+) -> None:
     _, urls = stack
     for name in ("presign", "status"):
         served = requests.get(f"{urls[name]}/function/{name}/openapi.json", timeout=10)
@@ -32,20 +37,25 @@ def test_each_function_serves_the_checked_in_document(
 
 def test_live_api_matches_its_schema(stack: tuple[dict[str, str], dict[str, str]]) -> None:
     _, urls = stack
-    operations = [result.ok() for result in
-                  schemathesis.openapi.from_dict(openapi_document()).get_all_operations()]
+    operations = [
+        result.ok()
+        for result in schemathesis.openapi.from_dict(openapi_document()).get_all_operations()
+    ]
     assert len(operations) == 4
     for operation in operations:
-        _conforms(operation, urls["status"] if operation.path.startswith("/batch")
-                  else urls["presign"])
+        _conforms(
+            operation, urls["status"] if operation.path.startswith("/batch") else urls["presign"]
+        )
 
 
 def _conforms(operation: Any, base: str) -> None:
     @given(case=operation.as_strategy())
-    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck),
-              database=None)
+    @settings(
+        max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None
+    )
     def conforms(case: Any) -> None:
-        case.call_and_validate(base_url=base, checks=CHECKS,
-                               headers={"Authorization": f"Bearer {API_TOKEN}"})
+        case.call_and_validate(
+            base_url=base, checks=CHECKS, headers={"Authorization": f"Bearer {API_TOKEN}"}
+        )
 
     conforms()

@@ -27,9 +27,9 @@ ROWS = 40
 
 
 def _deliver(url: str, headers: dict[str, str], body: bytes) -> None:
-    answer = requests.post(url, data=body, headers={**headers,
-                                                    "Authorization": "Bearer hook-token"},
-                           timeout=60)
+    answer = requests.post(
+        url, data=body, headers={**headers, "Authorization": "Bearer hook-token"}, timeout=60
+    )
     assert answer.status_code == 204, answer.text
 
 
@@ -38,11 +38,14 @@ def _snapshot(database_url: str, tickers: list[str]) -> list[tuple[Any, ...]]:
         return conn.execute(
             "SELECT t.symbol, d.date, d.open, d.high, d.low, d.close, d.volume, d.open_interest,"
             " d.xmin::text FROM seasonality_data d JOIN tickers t ON t.id = d.ticker_id"
-            " WHERE t.symbol = ANY(%s) ORDER BY 1, 2", (tickers,)).fetchall()
+            " WHERE t.symbol = ANY(%s) ORDER BY 1, 2",
+            (tickers,),
+        ).fetchall()
 
 
 def test_batch_through_the_running_stack_and_redelivery_changes_nothing(
-        stack: tuple[dict[str, str], dict[str, str]]) -> None:
+    stack: tuple[dict[str, str], dict[str, str]],
+) -> None:
     env, urls = stack
     # GIVEN a batch of files presigned through the API and uploaded with PUT
     names = [f"E2E{i:03d}.csv" for i in range(FILES)]
@@ -67,8 +70,14 @@ def test_batch_through_the_running_stack_and_redelivery_changes_nothing(
     rows = _snapshot(env["DATABASE_URL"], tickers)
     assert len(rows) == FILES * ROWS
     first = next(r for r in rows if r[0] == "E2E003" and str(r[1]) == "2020-01-04")
-    assert first[2:8] == (Decimal("101.25"), Decimal("151.25"), Decimal("1.5"),
-                          Decimal("101.28"), Decimal("1003"), Decimal("0"))
+    assert first[2:8] == (
+        Decimal("101.25"),
+        Decimal("151.25"),
+        Decimal("1.5"),
+        Decimal("101.28"),
+        Decimal("1003"),
+        Decimal("0"),
+    )
 
     # WHEN every event is delivered again, in all three forms
     for notification in notifications:
@@ -77,18 +86,26 @@ def test_batch_through_the_running_stack_and_redelivery_changes_nothing(
     # THEN nothing changes: not a row, not a counter, not a tuple version
     assert _snapshot(env["DATABASE_URL"], tickers) == rows
     again = _status(urls, batch["batchId"])
-    assert {k: v for k, v in again.items() if k != "updatedAt"} == \
-        {k: v for k, v in state.items() if k != "updatedAt"}
+    assert {k: v for k, v in again.items() if k != "updatedAt"} == {
+        k: v for k, v in state.items() if k != "updatedAt"
+    }
 
 
 def test_bulk_process_picks_up_a_file_whose_event_never_came(
-        stack: tuple[dict[str, str], dict[str, str]]) -> None:
+    stack: tuple[dict[str, str], dict[str, str]],
+) -> None:
     env, urls = stack
     batch = presign_batch(urls, ["LOST.csv", "NEVER.csv"])
     put(batch["uploadUrls"][0], ohlcv_csv(None, 3))
-    done = requests.post(f"{urls['presign']}/bulk/process", headers=AUTH, timeout=30,
-                         json={"batchId": batch["batchId"],
-                               "objectKeys": [u["objectKey"] for u in batch["uploadUrls"]]})
+    done = requests.post(
+        f"{urls['presign']}/bulk/process",
+        headers=AUTH,
+        timeout=30,
+        json={
+            "batchId": batch["batchId"],
+            "objectKeys": [u["objectKey"] for u in batch["uploadUrls"]],
+        },
+    )
     assert done.status_code == 200 and done.json()["data"]["status"] == "PROCESSING"
     deadline = time.monotonic() + 30
     while _status(urls, batch["batchId"])["processed"] != 1:

@@ -23,8 +23,13 @@ AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 
 
 def _store(env: dict[str, str]) -> Minio:
-    return Minio(env["S3_ENDPOINT"].removeprefix("http://"), "testing", "testing", secure=False,
-                 region="us-east-1")
+    return Minio(
+        env["S3_ENDPOINT"].removeprefix("http://"),
+        "testing",
+        "testing",
+        secure=False,
+        region="us-east-1",
+    )
 
 
 def _presign(client: FlaskClient, files: list[dict[str, Any]]) -> dict[str, Any]:
@@ -33,14 +38,16 @@ def _presign(client: FlaskClient, files: list[dict[str, Any]]) -> dict[str, Any]
     return dict(response.json["data"])
 
 
-def _uploaded(env: dict[str, str], name: str, body: bytes,
-              ticker: str | None = None) -> tuple[str, dict[str, Any]]:
+def _uploaded(
+    env: dict[str, str], name: str, body: bytes, ticker: str | None = None
+) -> tuple[str, dict[str, Any]]:
     data = _presign(app("presign"), [{"name": name, "size": len(body), "ticker": ticker}])
     upload = data["uploadUrls"][0]
     put(upload, body)
     stat = _store(env).stat_object(env["S3_BUCKET"], upload["objectKey"])
-    return data["batchId"], webhook(env["S3_BUCKET"], upload["objectKey"], stat.etag or "",
-                                    stat.size or 0)
+    return data["batchId"], webhook(
+        env["S3_BUCKET"], upload["objectKey"], stat.etag or "", stat.size or 0
+    )
 
 
 def _status(batch_id: str) -> dict[str, Any]:
@@ -51,47 +58,58 @@ def _status(batch_id: str) -> dict[str, Any]:
 
 # presign
 
+
 def test_presign_answers_the_contract_shape(function_env: dict[str, str]) -> None:
-    data = _presign(app("presign"), [{"name": "AAPL.csv", "size": 10, "type": "text/csv"},
-                                     {"name": "../x y.csv", "size": 10}])
+    data = _presign(
+        app("presign"),
+        [{"name": "AAPL.csv", "size": 10, "type": "text/csv"}, {"name": "../x y.csv", "size": 10}],
+    )
     batch = data["batchId"]
     assert batch.startswith("b_") and data["expiresAt"].endswith("Z")
     keys = [u["objectKey"] for u in data["uploadUrls"]]
     assert keys == [f"uploads/{batch}/0000_AAPL.csv", f"uploads/{batch}/0001_x_y.csv"]
     assert data["uploadUrls"][1]["fileName"] == "../x y.csv"
-    assert all(u["method"] == "PUT" and u["headers"] == {"Content-Type": "text/csv"}
-               for u in data["uploadUrls"])
+    assert all(
+        u["method"] == "PUT" and u["headers"] == {"Content-Type": "text/csv"}
+        for u in data["uploadUrls"]
+    )
     assert _status(batch)["status"] == "PENDING" and _status(batch)["total"] == 2
 
 
 def test_presign_adds_files_to_an_existing_batch(function_env: dict[str, str]) -> None:
     client = app("presign")
     first = _presign(client, [{"name": "A.csv"}])
-    response = client.post("/bulk", headers=AUTH, json={"batchId": first["batchId"],
-                                                        "files": [{"name": "B.csv"}]})
+    response = client.post(
+        "/bulk", headers=AUTH, json={"batchId": first["batchId"], "files": [{"name": "B.csv"}]}
+    )
     assert response.json["data"]["uploadUrls"][0]["objectKey"].endswith("/0001_B.csv")
     assert _status(first["batchId"])["total"] == 2
 
 
 def test_presign_url_is_signed_for_the_public_endpoint(
-        function_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    function_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("S3_PUBLIC_ENDPOINT", "https://files.example.com")
     data = _presign(app("presign"), [{"name": "A.csv"}])
     assert data["uploadUrls"][0]["uploadUrl"].startswith("https://files.example.com/")
 
 
-@pytest.mark.parametrize(("files", "code"), [
-    ([{"name": ""}], "INVALID_FILE_NAME"),
-    ([{"name": "a\x00.csv"}], "INVALID_FILE_NAME"),
-    ([{"name": "é" * 600 + ".csv"}], "INVALID_FILE_NAME"),
-    ([{"name": "prices.xlsx"}], "UNSUPPORTED_FILE_TYPE"),
-    ([{"name": "a.csv", "size": 104857601}], "FILE_TOO_LARGE"),
-    ([{"name": "a.csv", "ticker": "=HYPERLINK()"}], "INVALID_TICKER"),
-    ([], "INVALID_REQUEST"),
-    ([{"name": "a.csv"}] * 1001, "TOO_MANY_FILES"),
-])
+@pytest.mark.parametrize(
+    ("files", "code"),
+    [
+        ([{"name": ""}], "INVALID_FILE_NAME"),
+        ([{"name": "a\x00.csv"}], "INVALID_FILE_NAME"),
+        ([{"name": "é" * 600 + ".csv"}], "INVALID_FILE_NAME"),
+        ([{"name": "prices.xlsx"}], "UNSUPPORTED_FILE_TYPE"),
+        ([{"name": "a.csv", "size": 104857601}], "FILE_TOO_LARGE"),
+        ([{"name": "a.csv", "ticker": "=HYPERLINK()"}], "INVALID_TICKER"),
+        ([], "INVALID_REQUEST"),
+        ([{"name": "a.csv"}] * 1001, "TOO_MANY_FILES"),
+    ],
+)
 def test_presign_refuses_bad_requests_and_creates_nothing(
-        function_env: dict[str, str], files: list[dict[str, Any]], code: str) -> None:
+    function_env: dict[str, str], files: list[dict[str, Any]], code: str
+) -> None:
     with psycopg.connect(function_env["DATABASE_URL"]) as conn:
         before = conn.execute("SELECT count(*) FROM ingest_batches").fetchone()
         response = app("presign").post("/bulk", json={"files": files}, headers=AUTH)
@@ -106,37 +124,46 @@ def test_presign_refuses_bad_json_and_unknown_batch(function_env: dict[str, str]
     client = app("presign")
     bad = client.post("/bulk", data=b"{nope", headers={**AUTH, "Content-Type": "application/json"})
     assert bad.status_code == 400 and bad.json["error"]["code"] == "INVALID_JSON"
-    unknown = client.post("/bulk", headers=AUTH, json={"batchId": "b_" + "0" * 26,
-                                                       "files": [{"name": "a.csv"}]})
+    unknown = client.post(
+        "/bulk", headers=AUTH, json={"batchId": "b_" + "0" * 26, "files": [{"name": "a.csv"}]}
+    )
     assert unknown.status_code == 404 and unknown.json["error"]["code"] == "BATCH_NOT_FOUND"
 
 
 @pytest.mark.parametrize("header", [None, "Bearer wrong", f"Basic {API_TOKEN}", "Bearer "])
-def test_presign_and_status_require_a_token(function_env: dict[str, str],
-                                            header: str | None) -> None:
+def test_presign_and_status_require_a_token(
+    function_env: dict[str, str], header: str | None
+) -> None:
     headers = {"Authorization": header} if header else {}
-    for response in (app("presign").post("/bulk", json={"files": [{"name": "a.csv"}]},
-                                         headers=headers),
-                     app("status").get("/batch/b_x/status", headers=headers)):
+    for response in (
+        app("presign").post("/bulk", json={"files": [{"name": "a.csv"}]}, headers=headers),
+        app("status").get("/batch/b_x/status", headers=headers),
+    ):
         assert response.status_code == 401
-        assert response.json == {"success": False, "error": {
-            "code": "UNAUTHORIZED", "message": "A valid bearer token is required."}}
+        assert response.json == {
+            "success": False,
+            "error": {"code": "UNAUTHORIZED", "message": "A valid bearer token is required."},
+        }
 
 
 def test_no_configured_tokens_refuse_everything_unless_auth_disabled(
-        function_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    function_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("API_TOKENS", "")
     assert app("status").get("/batch/b_x/status", headers=AUTH).status_code == 401
     monkeypatch.setenv("AUTH_DISABLED", "true")
     from shared.clients import get_clients
+
     get_clients.cache_clear()
     assert app("status").get("/batch/b_x/status").status_code == 404
 
 
 def test_cors_allows_only_listed_origins(function_env: dict[str, str]) -> None:
     client = app("status")
-    preflight = client.options("/batch/b_x/status", headers={
-        "Origin": "http://admin.example", "Access-Control-Request-Method": "GET"})
+    preflight = client.options(
+        "/batch/b_x/status",
+        headers={"Origin": "http://admin.example", "Access-Control-Request-Method": "GET"},
+    )
     assert preflight.status_code == 204
     assert preflight.headers["Access-Control-Allow-Origin"] == "http://admin.example"
     assert "Authorization" in preflight.headers["Access-Control-Allow-Headers"]
@@ -145,6 +172,7 @@ def test_cors_allows_only_listed_origins(function_env: dict[str, str]) -> None:
 
 
 # status
+
 
 def test_unknown_batch_is_404(function_env: dict[str, str]) -> None:
     response = app("status").get("/batch/b_0000/status", headers=AUTH)
@@ -168,14 +196,16 @@ def test_status_is_rebuilt_from_the_ledger_when_redis_lost_it(function_env: dict
 
 # process-file
 
+
 def _raw(notification: dict[str, Any]) -> dict[str, Any]:
     headers, body = raw_webhook(notification)
     return {"headers": headers, "data": body}
 
 
 @pytest.mark.parametrize("form", [raw_webhook, binary_cloudevent, structured_cloudevent])
-def test_each_notification_form_loads_the_file_once(function_env: dict[str, str],
-                                                    form: Any) -> None:
+def test_each_notification_form_loads_the_file_once(
+    function_env: dict[str, str], form: Any
+) -> None:
     batch_id, notification = _uploaded(function_env, "IBM.csv", ohlcv_csv(None, 7))
     headers, body = form(notification)
     process = app("process-file")
@@ -187,8 +217,9 @@ def test_each_notification_form_loads_the_file_once(function_env: dict[str, str]
 
 
 def test_file_ticker_given_at_presign_wins_over_the_name(function_env: dict[str, str]) -> None:
-    batch_id, notification = _uploaded(function_env, "HistoricalQuotes.csv", ohlcv_csv(None, 2),
-                                       ticker="aapl ")
+    batch_id, notification = _uploaded(
+        function_env, "HistoricalQuotes.csv", ohlcv_csv(None, 2), ticker="aapl "
+    )
     app("process-file").post("/", **_raw(notification))
     assert _status(batch_id)["files"][0]["tickers"] == ["AAPL"]
 
@@ -205,8 +236,10 @@ def test_bad_file_fails_with_its_cause_and_is_acknowledged(function_env: dict[st
 def test_rejected_rows_are_reported_and_downloadable(function_env: dict[str, str]) -> None:
     import requests
 
-    body = (b"Date,Open,High,Low,Close\n2024-01-02,1,2,1,2\n2024-01-03,5,2,1,2\n"
-            b"=cmd|' /C calc'!A0,1,2,1,2\n")
+    body = (
+        b"Date,Open,High,Low,Close\n2024-01-02,1,2,1,2\n2024-01-03,5,2,1,2\n"
+        b"=cmd|' /C calc'!A0,1,2,1,2\n"
+    )
     batch_id, notification = _uploaded(function_env, "TSLA.csv", body)
     app("process-file").post("/", **_raw(notification))
     file = _status(batch_id)["files"][0]
@@ -232,8 +265,9 @@ def test_body_that_is_no_notification_is_400(function_env: dict[str, str]) -> No
     assert answer.status_code == 400
 
 
-def test_webhook_token_is_checked(function_env: dict[str, str],
-                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_webhook_token_is_checked(
+    function_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("WEBHOOK_TOKEN", "s3cret")
     process = app("process-file")
     body = _raw({"Records": []})
@@ -247,11 +281,13 @@ def test_webhook_token_is_checked(function_env: dict[str, str],
 
 
 def test_unreachable_database_is_5xx_and_records_nothing(
-        function_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    function_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     batch_id, notification = _uploaded(function_env, "NFLX.csv", ohlcv_csv(None, 3))
     monkeypatch.setenv("DATABASE_URL", f"postgresql://postgres@127.0.0.1:{free_port()}/x")
     monkeypatch.setenv("DATABASE_TIMEOUT_SECONDS", "1")
     from shared.clients import get_clients
+
     get_clients.cache_clear()
     assert app("process-file").post("/", **_raw(notification)).status_code == 503
     monkeypatch.setenv("DATABASE_URL", function_env["DATABASE_URL"])
@@ -262,19 +298,29 @@ def test_unreachable_database_is_5xx_and_records_nothing(
 
 
 def test_retry_reprocesses_failed_files_from_the_stored_object(
-        function_env: dict[str, str]) -> None:
+    function_env: dict[str, str],
+) -> None:
     batch_id, notification = _uploaded(function_env, "AMD.csv", b"Date,Open\n")
     app("process-file").post("/", **_raw(notification))
     assert _status(batch_id)["status"] == "FAILED"
     key = notification["Records"][0]["s3"]["object"]["key"]
     from urllib.parse import unquote_plus
-    _store(function_env).put_object(function_env["S3_BUCKET"], unquote_plus(key),
-                                    __import__("io").BytesIO(ohlcv_csv(None, 4)), -1,
-                                    part_size=5 * 1024 * 1024, content_type="text/csv")
+
+    _store(function_env).put_object(
+        function_env["S3_BUCKET"],
+        unquote_plus(key),
+        __import__("io").BytesIO(ohlcv_csv(None, 4)),
+        -1,
+        part_size=5 * 1024 * 1024,
+        content_type="text/csv",
+    )
     response = app("status").post(f"/batch/{batch_id}/retry", headers=AUTH)
-    assert response.status_code == 202 and response.json["data"] == {"batchId": batch_id,
-                                                                      "retried": 1}
+    assert response.status_code == 202 and response.json["data"] == {
+        "batchId": batch_id,
+        "retried": 1,
+    }
     from shared.clients import get_clients
+
     get_clients().background.shutdown(wait=True)
     state = _status(batch_id)
     assert (state["status"], state["rowsLoaded"], state["failed"]) == ("COMPLETED", 4, 0)
@@ -282,21 +328,30 @@ def test_retry_reprocesses_failed_files_from_the_stored_object(
 
 # operations
 
+
 @pytest.mark.parametrize("name", ["presign", "process-file", "status"])
-def test_metrics_and_health_are_served_beside_the_function(function_env: dict[str, str],
-                                                           name: str) -> None:
+def test_metrics_and_health_are_served_beside_the_function(
+    function_env: dict[str, str], name: str
+) -> None:
     client = app(name)
     assert client.get("/healthz").status_code == 200
     metrics = client.get("/metrics")
     assert metrics.status_code == 200
-    for family in ("csv_files_uploaded_total", "csv_files_processed_total",
-                   "csv_files_failed_total", "csv_processing_duration_seconds_bucket",
-                   "csv_queue_length", "csv_rows_loaded_total", "csv_rows_rejected_total"):
+    for family in (
+        "csv_files_uploaded_total",
+        "csv_files_processed_total",
+        "csv_files_failed_total",
+        "csv_processing_duration_seconds_bucket",
+        "csv_queue_length",
+        "csv_rows_loaded_total",
+        "csv_rows_rejected_total",
+    ):
         assert family in metrics.text
 
 
 def test_processing_counts_in_metrics_and_logs_one_json_line(
-        function_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    function_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
     from prometheus_client import REGISTRY
 
     before = REGISTRY.get_sample_value("csv_rows_loaded_total") or 0
@@ -304,8 +359,9 @@ def test_processing_counts_in_metrics_and_logs_one_json_line(
     capsys.readouterr()
     app("process-file").post("/", **_raw(notification))
     assert REGISTRY.get_sample_value("csv_rows_loaded_total") == before + 6
-    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()
-             if line.startswith("{")]
+    lines = [
+        json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")
+    ]
     [event] = [line for line in lines if line["message"].startswith("event ")]
     assert event["outcome"] == "completed" and event["objectKey"].endswith("_ORCL.csv")
     assert event["batchId"].startswith("b_") and event["etag"] and event["durationMs"] > 0

@@ -26,7 +26,9 @@ def _rows(env: dict[str, str], ticker: str) -> list[tuple[Any, ...]]:
         return conn.execute(
             "SELECT d.date::text, d.open, d.high, d.low, d.close, d.volume, d.open_interest"
             " FROM seasonality_data d JOIN tickers t ON t.id = d.ticker_id"
-            " WHERE t.symbol = %s ORDER BY d.date", (ticker,)).fetchall()
+            " WHERE t.symbol = %s ORDER BY d.date",
+            (ticker,),
+        ).fetchall()
 
 
 def _loaded(env: dict[str, str], body: bytes, count: int) -> list[tuple[Any, ...]]:
@@ -36,17 +38,32 @@ def _loaded(env: dict[str, str], body: bytes, count: int) -> list[tuple[Any, ...
 
 
 def test_semicolon_file_with_decimal_comma(function_env: dict[str, str]) -> None:
-    body = ("Datum;Eröffnung;Hoch;Tief;Schluss;Volumen\n"
-            "02.01.2024;1.234,50;1.240;1.230,25;1.235;12\n")
+    body = (
+        "Datum;Eröffnung;Hoch;Tief;Schluss;Volumen\n02.01.2024;1.234,50;1.240;1.230,25;1.235;12\n"
+    )
     rows = _loaded(function_env, body.encode(), 1)
-    assert rows == [("2024-01-02", Decimal("1234.50"), Decimal("1240"), Decimal("1230.25"),
-                     Decimal("1235"), Decimal("12"), Decimal("0"))]
+    assert rows == [
+        (
+            "2024-01-02",
+            Decimal("1234.50"),
+            Decimal("1240"),
+            Decimal("1230.25"),
+            Decimal("1235"),
+            Decimal("12"),
+            Decimal("0"),
+        )
+    ]
 
 
 def test_utf16_with_bom(function_env: dict[str, str]) -> None:
     rows = _loaded(function_env, (HEADER + "2024-01-02,1.5,2,1,1.75,10\n").encode("utf-16"), 1)
-    assert rows[0][:5] == ("2024-01-02", Decimal("1.5"), Decimal("2"), Decimal("1"),
-                           Decimal("1.75"))
+    assert rows[0][:5] == (
+        "2024-01-02",
+        Decimal("1.5"),
+        Decimal("2"),
+        Decimal("1"),
+        Decimal("1.75"),
+    )
 
 
 def test_utf16_big_endian_with_bom(function_env: dict[str, str]) -> None:
@@ -57,8 +74,9 @@ def test_utf16_big_endian_with_bom(function_env: dict[str, str]) -> None:
 def test_latin1_file_rejects_keep_their_characters(function_env: dict[str, str]) -> None:
     import requests
 
-    body = ("Datum;Eröffnung;Hoch;Tief;Schluss\n02.01.2024;1;2;1;2\n03.01.2024;€;2;1;2\n"
-            ).encode("cp1252")
+    body = ("Datum;Eröffnung;Hoch;Tief;Schluss\n02.01.2024;1;2;1;2\n03.01.2024;€;2;1;2\n").encode(
+        "cp1252"
+    )
     _, file = _load(function_env, body)
     assert (file["rowsLoaded"], file["rowsRejected"]) == (1, 1), file
     rejects = requests.get(file["rejectsUrl"], timeout=10).content.decode("utf-8")
@@ -73,33 +91,50 @@ def test_title_line_above_the_header_and_footer_below(function_env: dict[str, st
 
 
 def test_volume_suffixes_expand_exactly(function_env: dict[str, str]) -> None:
-    body = ('"Date","Price","Open","High","Low","Vol."\n'
-            '"2024-01-02","1,444.60","1,400","1,450","1,399.5","1.2M"\n'
-            '"2024-01-03","$12.50","12","13","12","350K"\n'
-            '"2024-01-04","2","2","2","2","1.5B"\n'
-            '"2024-01-05","1.5e1","15","15","15","0.000123K"\n')
+    body = (
+        '"Date","Price","Open","High","Low","Vol."\n'
+        '"2024-01-02","1,444.60","1,400","1,450","1,399.5","1.2M"\n'
+        '"2024-01-03","$12.50","12","13","12","350K"\n'
+        '"2024-01-04","2","2","2","2","1.5B"\n'
+        '"2024-01-05","1.5e1","15","15","15","0.000123K"\n'
+    )
     rows = _loaded(function_env, body.encode(), 4)
     assert [(r[4], r[5]) for r in rows] == [
-        (Decimal("1444.60"), Decimal("1200000")), (Decimal("12.50"), Decimal("350000")),
-        (Decimal("2"), Decimal("1500000000")), (Decimal("15"), Decimal("0.123"))]
+        (Decimal("1444.60"), Decimal("1200000")),
+        (Decimal("12.50"), Decimal("350000")),
+        (Decimal("2"), Decimal("1500000000")),
+        (Decimal("15"), Decimal("0.123")),
+    ]
 
 
-@pytest.mark.parametrize(("written", "date"), [
-    ("2023-11-27", "2023-11-27"), ("2023/11/27", "2023-11-27"),
-    ("2023-11-27 23:00:00-05:00", "2023-11-27"), ("2023-11-27T00:00:00+09:00", "2023-11-27"),
-    ("20231127", "2023-11-27"), ('"Nov 27, 2023"', "2023-11-27"), ("27-Nov-2023", "2023-11-27"),
-    ("3-Jan-22", "2022-01-03"), ("3-Jan-69", "1969-01-03"), ("27.11.2023", "2023-11-27"),
-    ("05.01.2023", "2023-01-05"), ("11/27/2023", "2023-11-27"), ("27/11/2023", "2023-11-27"),
-    ("05/01/2023", "2023-05-01"),
-])
+@pytest.mark.parametrize(
+    ("written", "date"),
+    [
+        ("2023-11-27", "2023-11-27"),
+        ("2023/11/27", "2023-11-27"),
+        ("2023-11-27 23:00:00-05:00", "2023-11-27"),
+        ("2023-11-27T00:00:00+09:00", "2023-11-27"),
+        ("20231127", "2023-11-27"),
+        ('"Nov 27, 2023"', "2023-11-27"),
+        ("27-Nov-2023", "2023-11-27"),
+        ("3-Jan-22", "2022-01-03"),
+        ("3-Jan-69", "1969-01-03"),
+        ("27.11.2023", "2023-11-27"),
+        ("05.01.2023", "2023-01-05"),
+        ("11/27/2023", "2023-11-27"),
+        ("27/11/2023", "2023-11-27"),
+        ("05/01/2023", "2023-05-01"),
+    ],
+)
 def test_each_date_format(function_env: dict[str, str], written: str, date: str) -> None:
     rows = _loaded(function_env, f"{HEADER}{written},1,2,1,2,3\n".encode(), 1)
     assert rows[0][0] == date
 
 
 def test_day_first_file(function_env: dict[str, str]) -> None:
-    rows = _loaded(function_env, f"{HEADER}05-01-2024,1,2,1,2,3\n29-01-2024,1,2,1,2,3\n".encode(),
-                   2)
+    rows = _loaded(
+        function_env, f"{HEADER}05-01-2024,1,2,1,2,3\n29-01-2024,1,2,1,2,3\n".encode(), 2
+    )
     assert [r[0] for r in rows] == ["2024-01-05", "2024-01-29"]
 
 
@@ -120,16 +155,19 @@ def test_conflicting_day_month_orders_fail_the_file(function_env: dict[str, str]
 
 
 def test_empty_cells(function_env: dict[str, str]) -> None:
-    body = (f"{HEADER}2024-01-02,1,2,1,2,-\n2024-01-03,1,2,1,2,null\n2024-01-04,1,2,1,2,NaN\n"
-            "2024-01-05,-,2,1,2,1\n2024-01-08,NaN,2,1,2,1\n2024-01-09,1,2,1,null,1\n")
+    body = (
+        f"{HEADER}2024-01-02,1,2,1,2,-\n2024-01-03,1,2,1,2,null\n2024-01-04,1,2,1,2,NaN\n"
+        "2024-01-05,-,2,1,2,1\n2024-01-08,NaN,2,1,2,1\n2024-01-09,1,2,1,null,1\n"
+    )
     ticker, file = _load(function_env, body.encode())
     assert (file["rowsLoaded"], file["rowsRejected"]) == (3, 3)
     assert [r[5] for r in _rows(function_env, ticker)] == [Decimal(0)] * 3
 
 
 def test_duplicates_within_a_file_last_wins(function_env: dict[str, str]) -> None:
-    rows = _loaded(function_env,
-                   f"{HEADER}2024-01-02,1,2,1,2,3\n2024-01-02,1,2,1,1.5,4\n".encode(), 1)
+    rows = _loaded(
+        function_env, f"{HEADER}2024-01-02,1,2,1,2,3\n2024-01-02,1,2,1,1.5,4\n".encode(), 1
+    )
     assert (rows[0][4], rows[0][5]) == (Decimal("1.5"), Decimal("4"))
 
 

@@ -19,7 +19,11 @@ def test_real_minio_webhook_body_is_read() -> None:
     headers, body = raw_webhook(_minio_fixture())
     [upload] = parse_notification(headers, body)
     assert (upload.bucket, upload.key, upload.etag, upload.size) == (
-        "test-bucket", "image.jpg", "eb52f8e46f60a27a8a1a704e25757f30", 84452)
+        "test-bucket",
+        "image.jpg",
+        "eb52f8e46f60a27a8a1a704e25757f30",
+        84452,
+    )
     assert upload.event_time == datetime(2025, 2, 6, 1, 4, 31, 998000, tzinfo=UTC)
 
 
@@ -44,16 +48,25 @@ def test_binary_cloudevent_headers_are_case_insensitive() -> None:
     assert parse_notification(upper, body)[0].key == "uploads/x/y.csv"
 
 
-@pytest.mark.parametrize("name", ["s3:ObjectCreated:Copy", "s3:ObjectCreated:PutTagging",
-                                  "s3:ObjectRemoved:Delete", "s3:ObjectCreated:PutRetention"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "s3:ObjectCreated:Copy",
+        "s3:ObjectCreated:PutTagging",
+        "s3:ObjectRemoved:Delete",
+        "s3:ObjectCreated:PutRetention",
+    ],
+)
 def test_non_upload_events_are_dropped(name: str) -> None:
     notification = minio_notification("b", "uploads/x/y.csv", "e", 1, WHEN)
     notification["Records"][0]["eventName"] = name
     assert parse_notification(*raw_webhook(notification)) == []
 
 
-@pytest.mark.parametrize("name", ["s3:ObjectCreated:Post", "ObjectCreated:Put",
-                                  "s3:ObjectCreated:CompleteMultipartUpload"])
+@pytest.mark.parametrize(
+    "name",
+    ["s3:ObjectCreated:Post", "ObjectCreated:Put", "s3:ObjectCreated:CompleteMultipartUpload"],
+)
 def test_upload_event_names_are_accepted(name: str) -> None:
     notification = minio_notification("b", "uploads/x/y.csv", "e", 1, WHEN)
     notification["Records"][0]["eventName"] = name
@@ -65,9 +78,16 @@ def test_notification_without_records_is_empty() -> None:
     assert parse_notification(*raw_webhook({"Records": []})) == []
 
 
-@pytest.mark.parametrize("body", [b"not json", b"[1, 2]", b'{"hello": "world"}',
-                                  b'{"Records": "nope"}', b'{"Records": [{"eventName":'
-                                  b' "s3:ObjectCreated:Put"}]}'])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b"[1, 2]",
+        b'{"hello": "world"}',
+        b'{"Records": "nope"}',
+        b'{"Records": [{"eventName": "s3:ObjectCreated:Put"}]}',
+    ],
+)
 def test_bodies_that_are_no_notification_are_refused(body: bytes) -> None:
     with pytest.raises(BadNotificationError):
         parse_notification({"Content-Type": "application/json"}, body)
