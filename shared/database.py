@@ -11,6 +11,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from . import keys
 from .errors import FileRejectedError, NotFoundError, RequestError, TransientError
 from .models import BatchRecord, FileRecord, NewFile
 from .reader import ParsedFile
@@ -316,6 +317,14 @@ def _file(conn: psycopg.Connection[Any], object_key: str) -> FileRecord | None:
             f"SELECT {_FILE_COLUMNS} FROM ingest_files WHERE object_key = %s", (object_key,)
         ).fetchone()
     return FileRecord(**row) if row else None
+
+
+def require_batch(pool: ConnectionPool, batch_id: str) -> BatchRecord:
+    """The batch, or NotFoundError for an unknown (or malformed) batch id."""
+    batch = get_batch(pool, batch_id) if keys.is_batch_id(batch_id) else None
+    if batch is None:
+        raise NotFoundError("BATCH_NOT_FOUND", f"Batch {batch_id[:40]!r} was not found.")
+    return batch
 
 
 def get_batch(pool: ConnectionPool, batch_id: str) -> BatchRecord | None:

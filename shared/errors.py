@@ -1,13 +1,17 @@
 """Errors the library raises, and what each means for the caller.
 
-IngestError
-├── RequestError          the caller sent something wrong: 4xx, nothing created
-│   ├── AuthError         missing or wrong token: 401
-│   └── NotFoundError     unknown batch: 404
-├── BadNotificationError  a process-file body that is no notification at all: 400
-├── FileRejectedError     the file itself is unusable: recorded as FAILED, not retried
-└── TransientError        a service is unreachable: 5xx, so the sender retries
-    └── BusyError         another worker holds the file's lease: 5xx, retry later
+    IngestError
+    ├── RequestError          the caller sent something wrong; nothing was created
+    │   ├── AuthError         missing or wrong token
+    │   ├── NotFoundError     no such batch (or route)
+    │   ├── ConflictError     the request does not fit the batch's state
+    │   └── TooLargeError     the request body is over its limit
+    ├── BadNotificationError  a process-file body that is no notification at all
+    ├── FileRejectedError     the file itself is unusable: recorded as FAILED, not retried
+    └── TransientError        a service is unreachable: the sender retries later
+        └── BusyError         another worker holds the file right now
+
+The errors carry no HTTP status: shared/http.py maps each class to one, in one table.
 """
 
 
@@ -16,21 +20,29 @@ class IngestError(Exception):
 
 
 class RequestError(IngestError):
-    def __init__(self, code: str, message: str, status: int = 400) -> None:
+    """`code` is the stable machine-readable name, `message` the sentence for a person."""
+
+    def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
-        self.status = status
 
 
 class AuthError(RequestError):
     def __init__(self) -> None:
-        super().__init__("UNAUTHORIZED", "A valid bearer token is required.", 401)
+        super().__init__("UNAUTHORIZED", "A valid bearer token is required.")
 
 
 class NotFoundError(RequestError):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(code, message, 404)
+    pass
+
+
+class ConflictError(RequestError):
+    pass
+
+
+class TooLargeError(RequestError):
+    pass
 
 
 class BadNotificationError(IngestError):

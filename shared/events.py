@@ -31,7 +31,11 @@ class ObjectCreated:
 
 def parse_notification(headers: Mapping[str, str], body: bytes) -> list[ObjectCreated]:
     """Upload records of one notification; other event kinds are dropped, not errors."""
-    records = _records(_notification(headers, body))
+    try:
+        notification = _notification(headers, body)
+    except RecursionError:
+        raise BadNotificationError("body is nested too deeply") from None
+    records = _records(notification)
     return [upload for record in records if (upload := _upload(record)) is not None]
 
 

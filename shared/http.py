@@ -1,73 +1,148 @@
-"""The HTTP surface shared by the entry points: routing on the path's end, the JSON envelope,
-bearer auth, CORS, and the mapping from library errors to status codes (in this one place)."""
+"""The one HTTP edge of all three functions: path prefixes, health, body limits, tokens, CORS,
+routing, and the table that turns library errors into answers.
+
+An entry point declares an `Api` (its routes and which token it takes) and hands every request
+to `serve`; handlers receive a `Call` (path parameters, the bounded body) and return a `Reply`.
+"""
 
 import hmac
 import json
 import logging
-import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib.resources import files
-from typing import Any
+from typing import Any, Literal
 
 import flask
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
-from .errors import AuthError, RequestError, TransientError
+from .errors import (
+    AuthError,
+    BadNotificationError,
+    ConflictError,
+    NotFoundError,
+    RequestError,
+    TooLargeError,
+    TransientError,
+)
 from .settings import Settings
 
 log = logging.getLogger("ingest")
-# A handler answers its data (a dict, or bytes already encoded as JSON) and a status code.
-Handler = Callable[[flask.Request, re.Match[str]], tuple[dict[str, Any] | bytes, int]]
+RETRY_AFTER_SECONDS = 5
+READ_CHUNK_BYTES = 65536
+
+
+@dataclass(frozen=True)
+class Call:
+    """One routed request: its path parameters and its body, already read within the limit."""
+
+    request: flask.Request
+    params: dict[str, str]
+    body: bytes
+
+    def json(self) -> dict[str, Any]:
+        """The body as a JSON object; anything else is the caller's mistake (400)."""
+        try:
+            value = json.loads(self.body)
+        except (ValueError, UnicodeDecodeError):
+            raise RequestError("INVALID_JSON", "The request body must be a JSON object.") from None
+        except RecursionError:
+            raise RequestError("INVALID_JSON", "The request body is nested too deeply.") from None
+        if not isinstance(value, dict):
+            raise RequestError("INVALID_JSON", "The request body must be a JSON object.")
+        return value
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A handler's answer: data for the envelope (bytes: JSON already encoded), or, with None,
+    an empty body."""
+
+    data: dict[str, Any] | bytes | None = None
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+Handler = Callable[[Call], Reply]
 
 
 @dataclass(frozen=True)
 class Route:
     method: str
-    path: str  # a regular expression matched against the end of the request path
+    path: str  # "/batch/{batch_id}/status": each {name} stands for one path segment
     handler: Handler
 
 
-def serve(request: flask.Request, settings: Settings, routes: Sequence[Route]) -> flask.Response:
-    """Answer one API request: CORS, health, body limit, auth, then the matching route."""
-    cors = _cors_headers(request, settings)
-    if request.method == "OPTIONS":
+@dataclass(frozen=True)
+class Api:
+    name: str  # the function's name, as in its /function/<name> prefix
+    routes: tuple[Route, ...]
+    # "api": API_TOKENS, CORS and the OpenAPI document (presign, status);
+    # "webhook": WEBHOOK_TOKEN when one is set (process-file, called by the object store)
+    auth: Literal["api", "webhook"]
+
+
+class _MethodNotAllowedError(RequestError):
+    pass
+
+
+# Every error a handler may raise, and the status it answers; the first matching class wins.
+STATUS_OF: tuple[tuple[type[Exception], int], ...] = (
+    (AuthError, 401),
+    (NotFoundError, 404),
+    (_MethodNotAllowedError, 405),
+    (ConflictError, 409),
+    (TooLargeError, 413),
+    (RequestError, 400),
+    (BadNotificationError, 400),
+    (ValidationError, 400),
+    (TransientError, 503),
+)
+
+
+def serve(api: Api, request: flask.Request, settings: Settings) -> flask.Response:
+    """Answer one request: CORS, health, auth, route, body limit, then the handler."""
+    cors = _cors_headers(request, settings) if api.auth == "api" else {}
+    path = route_path(request.path, settings.path_prefixes, api.name)
+    if request.method == "OPTIONS" and api.auth == "api":
         return _response(None, 204, cors)
-    if request.method == "GET" and request.path.rstrip("/").endswith("/healthz"):
+    if request.method == "GET" and path == "/healthz":
         return _response({"status": "ok"}, 200, cors)
-    if request.method == "GET" and request.path.endswith("/openapi.json"):
+    if request.method == "GET" and path == "/openapi.json" and api.auth == "api":
         return _response(openapi_document(), 200, cors)
     try:
-        if (request.content_length or 0) > settings.max_request_bytes:
-            raise RequestError("PAYLOAD_TOO_LARGE", "The request body is too large.", 413)
-        authorize(request, settings)
-        route, match = _route(request, routes)
-        data, status = route.handler(request, match)
-        if isinstance(data, bytes):
-            return _encoded(b'{"success":true,"data":' + data + b"}", status, cors)
-        return _response({"success": True, "data": data}, status, cors)
-    except RequestError as error:
-        return _failure(error.code, error.message, error.status, cors)
-    except ValidationError as error:
-        return _failure("INVALID_REQUEST", _validation_message(error), 400, cors)
-    except TransientError as error:
-        log.warning("transient failure: %s", error)
-        message = "A backing service is unavailable; retry."
-        return _failure("SERVICE_UNAVAILABLE", message, 503, cors)
+        _authorize(request, _tokens(api, settings))
+        route, params = _route(api.routes, request.method, path)
+        reply = route.handler(Call(request, params, _body(request, settings.max_request_bytes)))
+    except Exception as error:  # every failure gets its answer from the table
+        return _failure(error, cors)
+    headers = {**cors, **reply.headers}
+    if isinstance(reply.data, bytes):
+        return _encoded(b'{"success":true,"data":' + reply.data + b"}", reply.status, headers)
+    if reply.data is None:
+        return _response(None, reply.status, headers)
+    return _response({"success": True, "data": reply.data}, reply.status, headers)
+
+
+def route_path(path: str, prefixes: Sequence[str], function: str) -> str:
+    """The path with the longest configured prefix removed (`/function/<name>`,
+    `/api/upload`, …), so routes match whole paths whatever is in front of the function."""
+    path = "/" + path.strip("/")
+    candidates = ("/" + p.format(function=function).strip("/") for p in prefixes)
+    for prefix in sorted(candidates, key=len, reverse=True):
+        if prefix != "/" and (path == prefix or path.startswith(prefix + "/")):
+            return path[len(prefix) :] or "/"
+    return path
 
 
 def json_errors(app: flask.Flask) -> None:
     """Requests the framework answers itself (paths its router cannot take) get the envelope."""
 
     def handle(error: HTTPException) -> flask.Response:
-        return _failure(
-            error.name.upper().replace(" ", "_"),
-            error.description or error.name,
-            error.code or 500,
-            {},
-        )
+        code = error.name.upper().replace(" ", "_")
+        return _envelope_failure(code, error.description or error.name, error.code or 500, {})
 
     app.register_error_handler(HTTPException, handle)
 
@@ -78,12 +153,6 @@ def openapi_document() -> Any:
     return json.loads(files("shared").joinpath("openapi.json").read_text())
 
 
-def authorize(request: flask.Request, settings: Settings) -> None:
-    """Bearer tokens compared in constant time; refuse everything when none is configured."""
-    if not settings.auth_disabled and not token_matches(request, settings.api_tokens):
-        raise AuthError()
-
-
 def token_matches(request: flask.Request, tokens: Iterable[str]) -> bool:
     """Whether the request carries `Authorization: Bearer <one of tokens>`, compared in
     constant time against every token."""
@@ -92,24 +161,83 @@ def token_matches(request: flask.Request, tokens: Iterable[str]) -> bool:
     return scheme.lower() == "bearer" and bool(supplied) and any(matches)
 
 
-def json_body(request: flask.Request) -> Any:
-    body = request.get_json(silent=True)
-    if body is None:
-        raise RequestError("INVALID_JSON", "The request body must be a JSON object.")
-    return body
+def _tokens(api: Api, settings: Settings) -> tuple[str, ...] | None:
+    """The tokens a request must carry one of; None when no check applies."""
+    if api.auth == "webhook":
+        return (settings.webhook_token,) if settings.webhook_token else None
+    # With no API token configured every request is refused, unless auth is disabled outright.
+    return None if settings.auth_disabled else settings.api_tokens
 
 
-def _route(request: flask.Request, routes: Sequence[Route]) -> tuple[Route, re.Match[str]]:
-    path = request.path.rstrip("/") or "/"
-    allowed = False
+def _authorize(request: flask.Request, tokens: tuple[str, ...] | None) -> None:
+    if tokens is not None and not token_matches(request, tokens):
+        raise AuthError()
+
+
+def _route(routes: Sequence[Route], method: str, path: str) -> tuple[Route, dict[str, str]]:
+    segments = path.strip("/").split("/") if path != "/" else []
+    allowed = []
     for route in routes:
-        match = re.search(f"(?:^|/){route.path}$", path)
-        if match and route.method == request.method:
-            return route, match
-        allowed = allowed or bool(match)
+        params = _match(route.path, segments)
+        if params is None:
+            continue
+        if route.method == method:
+            return route, params
+        allowed.append(route.method)
     if allowed:
-        raise RequestError("METHOD_NOT_ALLOWED", f"{request.method} is not allowed here.", 405)
-    raise RequestError("NOT_FOUND", f"No route for {request.method} {request.path}.", 404)
+        raise _MethodNotAllowedError("METHOD_NOT_ALLOWED", f"{method} is not allowed here.")
+    raise NotFoundError("NOT_FOUND", f"No route for {method} {path}.")
+
+
+def _match(pattern: str, segments: list[str]) -> dict[str, str] | None:
+    parts = pattern.strip("/").split("/") if pattern != "/" else []
+    if len(parts) != len(segments):
+        return None
+    params = {}
+    for part, segment in zip(parts, segments, strict=True):
+        if part.startswith("{") and part.endswith("}") and segment:
+            params[part[1:-1]] = segment
+        elif part != segment:
+            return None
+    return params
+
+
+def _body(request: flask.Request, limit: int) -> bytes:
+    """The body, read up to the limit whether or not a Content-Length announced it (a chunked
+    body has none)."""
+    if (request.content_length or 0) > limit:
+        raise TooLargeError("PAYLOAD_TOO_LARGE", f"The request body is over {limit} bytes.")
+    chunks, size = [], 0
+    while chunk := request.stream.read(min(READ_CHUNK_BYTES, limit + 1 - size)):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise TooLargeError("PAYLOAD_TOO_LARGE", f"The request body is over {limit} bytes.")
+    return b"".join(chunks)
+
+
+def _failure(error: Exception, cors: dict[str, str]) -> flask.Response:
+    status = next((code for kind, code in STATUS_OF if isinstance(error, kind)), 500)
+    if isinstance(error, RequestError):
+        return _envelope_failure(error.code, error.message, status, cors)
+    if isinstance(error, BadNotificationError):
+        return _envelope_failure("NOT_A_NOTIFICATION", f"Not a notification: {error}", 400, cors)
+    if isinstance(error, ValidationError):
+        return _envelope_failure("INVALID_REQUEST", _validation_message(error), 400, cors)
+    if isinstance(error, TransientError):
+        log.warning("transient failure, the caller retries: %s", error)
+        message = "A backing service is unavailable; retry."
+        headers = {**cors, "Retry-After": str(RETRY_AFTER_SECONDS)}
+        return _envelope_failure("SERVICE_UNAVAILABLE", message, 503, headers)
+    log.exception("unexpected failure")
+    return _envelope_failure("INTERNAL", "The request failed unexpectedly.", 500, cors)
+
+
+def _envelope_failure(
+    code: str, message: str, status: int, headers: dict[str, str]
+) -> flask.Response:
+    body = {"success": False, "error": {"code": code, "message": message}}
+    return _response(body, status, headers)
 
 
 def _cors_headers(request: flask.Request, settings: Settings) -> dict[str, str]:
@@ -123,12 +251,6 @@ def _cors_headers(request: flask.Request, settings: Settings) -> dict[str, str]:
         "Access-Control-Max-Age": "600",
         "Vary": "Origin",
     }
-
-
-def _failure(code: str, message: str, status: int, headers: dict[str, str]) -> flask.Response:
-    return _response(
-        {"success": False, "error": {"code": code, "message": message}}, status, headers
-    )
 
 
 def _response(body: Any, status: int, headers: dict[str, str]) -> flask.Response:

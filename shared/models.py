@@ -6,18 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-BATCH_ID_LENGTH = 28  # "b_" + 26 characters: 48 bits of time, 80 random bits
 FileStatus = Literal["PENDING", "PROCESSING", "COMPLETED", "FAILED"]
 TERMINAL: tuple[FileStatus, ...] = ("COMPLETED", "FAILED")
-
-
-def is_batch_id(value: str) -> bool:
-    return (
-        len(value) == BATCH_ID_LENGTH
-        and value.startswith("b_")
-        and all(c in CROCKFORD for c in value[2:])
-    )
 
 
 class _Body(BaseModel):

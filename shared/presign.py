@@ -1,40 +1,20 @@
-"""Presign use case: register a batch's files and hand back one presigned PUT per file."""
+"""Presign use case: register a batch's files and hand back one presigned upload per file;
+and processing, on request, of landed files whose upload event never came."""
 
-import secrets
-import time
-import unicodedata
 from datetime import UTC, datetime, timedelta
 from pathlib import PurePosixPath
 from typing import Any
 
-from . import batch_view, database, observability, storage
+from . import batch_view, database, keys, observability, storage
 from .clients import Clients
+from .dispatch import hand_over
 from .errors import RequestError
 from .layout import is_symbol
-from .models import CROCKFORD, FileSpec, NewFile, PresignRequest, is_batch_id
+from .models import FileSpec, NewFile, PresignRequest, ProcessRequest
 from .settings import Settings
 
 MAX_NAME_BYTES = 1024
-SAFE_STEM_CHARS = 80
 UPLOAD_CONTENT_TYPE = "text/csv"
-
-
-def new_batch_id() -> str:
-    """Sortable by creation time and unguessable (80 random bits), like a ULID."""
-    value = (int(time.time() * 1000) << 80) | secrets.randbits(80)
-    return "b_" + "".join(CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
-
-
-def safe_name(name: str) -> str:
-    """A key segment made only of [A-Za-z0-9._-] that keeps the extension; never a path."""
-    base = PurePosixPath(name.replace("\\", "/"))
-    stem, ext = _ascii_word(base.stem), _ascii_word(base.suffix)
-    return (stem[:SAFE_STEM_CHARS] or "file") + (f".{ext[:10]}" if ext else "")
-
-
-def _ascii_word(text: str) -> str:
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    return "".join(c if c.isalnum() or c in "._-" else "_" for c in ascii_text).strip("._")
 
 
 def presign(clients: Clients, body: PresignRequest) -> dict[str, Any]:
@@ -45,9 +25,9 @@ def presign(clients: Clients, body: PresignRequest) -> dict[str, Any]:
         )
     for spec in body.files:
         _check(spec, settings)
-    if body.batch_id is not None and not is_batch_id(body.batch_id):
+    if body.batch_id is not None and not keys.is_batch_id(body.batch_id):
         raise RequestError("INVALID_BATCH_ID", "batchId is not a batch id.")
-    batch_id = body.batch_id or new_batch_id()
+    batch_id = body.batch_id or keys.new_batch_id()
     expires_at = datetime.now(UTC).replace(microsecond=0) + timedelta(
         seconds=settings.presign_expiry_seconds
     )
@@ -62,12 +42,12 @@ def presign(clients: Clients, body: PresignRequest) -> dict[str, Any]:
     )
     observability.FILES_UPLOADED.inc(len(added.files))
     batch_view.put_batch(clients.redis, settings.redis_key_prefix, added)
-    keys = [f.object_key for f in added.files]
+    object_keys = [f.object_key for f in added.files]
     if settings.upload_method == "POST":
-        targets = [_post_target(clients, key, expires_at) for key in keys]
+        targets = [_post_target(clients, key, expires_at) for key in object_keys]
     else:
         urls = clients.put_signer.urls(
-            settings.s3_bucket, keys, timedelta(seconds=settings.presign_expiry_seconds)
+            settings.s3_bucket, object_keys, timedelta(seconds=settings.presign_expiry_seconds)
         )
         targets = [
             {"uploadUrl": url, "method": "PUT", "headers": {"Content-Type": UPLOAD_CONTENT_TYPE}}
@@ -124,9 +104,27 @@ def _check(spec: FileSpec, settings: Settings) -> None:
 
 def _new_file(batch_id: str, position: int, spec: FileSpec) -> NewFile:
     return NewFile(
-        object_key=f"uploads/{batch_id}/{position:04d}_{safe_name(spec.name)}",
+        object_key=keys.upload_key(batch_id, position, spec.name),
         file_name=spec.name,
         content_type=UPLOAD_CONTENT_TYPE,
         ticker_hint=spec.ticker.strip().upper() if spec.ticker else None,
         declared_size=spec.size,
     )
+
+
+def process_landed(clients: Clients, body: ProcessRequest) -> dict[str, Any]:
+    """Process listed objects that landed but whose event never arrived (never twice)."""
+    batch = database.require_batch(clients.pool, body.batch_id)
+    wanted = set(body.object_keys)
+    waiting = [
+        f.object_key
+        for f in batch.files
+        if not f.finished and (not wanted or f.object_key in wanted)
+    ]
+    queued = hand_over(clients, waiting, clients.settings.event_grace_seconds)
+    return {
+        "batchId": batch.batch_id,
+        "status": "PROCESSING",
+        "message": f"{queued} landed file(s) not yet processed will be processed if their"
+        " upload event does not arrive first.",
+    }

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
-from . import batch_view, database, layout, observability, storage
+from . import batch_view, database, keys, layout, observability, storage
 from .clients import Clients
 from .errors import BusyError, FileRejectedError, TransientError
 from .events import ObjectCreated
@@ -44,7 +44,7 @@ def _timed(clients: Clients, upload: ObjectCreated) -> Outcome:
             "event %s",
             outcome,
             extra={
-                "batchId": upload_batch(upload.key),
+                "batchId": keys.batch_of(upload.key),
                 "objectKey": upload.key,
                 "etag": upload.etag,
                 "outcome": outcome,
@@ -57,7 +57,7 @@ def process_object(
     clients: Clients, key: str, event_etag: str | None = None, event_time: datetime | None = None
 ) -> Outcome:
     """Process the object's current version once; later calls for that version do nothing."""
-    batch_id = upload_batch(key)
+    batch_id = keys.batch_of(key)
     if batch_id is None:
         return "ignored"
     settings = clients.settings
@@ -141,7 +141,7 @@ def fail_never_uploaded(clients: Clients, record: FileRecord, url_expired_at: da
 def record_dead_letter(clients: Clients, uploads: list[ObjectCreated], cause: str) -> None:
     """An event the broker gave up on: show it on the file so the admin can retry it."""
     for upload in uploads:
-        batch_id = upload_batch(upload.key)
+        batch_id = keys.batch_of(upload.key)
         record = database.get_file(clients.pool, upload.key) if batch_id else None
         if record is not None and not record.finished:
             _fail(
@@ -150,14 +150,6 @@ def record_dead_letter(clients: Clients, uploads: list[ObjectCreated], cause: st
                 upload.etag or None,
                 f"The upload event could not be delivered after retries ({cause}).",
             )
-
-
-def upload_batch(key: str) -> str | None:
-    """The batch an object key belongs to, or None for keys outside uploads/<batchId>/."""
-    parts = key.split("/")
-    if len(parts) < 3 or parts[0] != "uploads" or not parts[1] or not parts[-1] or "\x00" in key:
-        return None
-    return parts[1]
 
 
 def _parse(
@@ -187,7 +179,7 @@ def _parse(
 def _store_rejects(clients: Clients, record: FileRecord, parsed: ParsedFile) -> str | None:
     if parsed.rejects_csv is None:
         return None
-    key = "rejects/" + record.object_key.removeprefix("uploads/")
+    key = keys.rejects_key(record.object_key)
     storage.upload_file(
         clients.store,
         clients.settings.s3_bucket,

@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     max_file_bytes: int = Field(default=104_857_600, ge=1)
     allowed_extensions: CommaList = (".csv", ".txt", ".tsv")
     max_request_bytes: int = Field(default=1_048_576, ge=1024)
+    # What may stand in front of a function's routes; {function} is its name.
+    path_prefixes: CommaList = ("/function/{function}", "/api/upload")
 
     process_file_url: str = ""
     event_grace_seconds: float = Field(default=30.0, ge=0)
@@ -46,7 +48,9 @@ class Settings(BaseSettings):
     duckdb_memory_limit: str = "160MB"
     duckdb_threads: int = Field(default=1, ge=1)
 
-    @field_validator("api_tokens", "cors_origins", "allowed_extensions", mode="before")
+    @field_validator(
+        "api_tokens", "cors_origins", "allowed_extensions", "path_prefixes", mode="before"
+    )
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):

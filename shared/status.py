@@ -1,5 +1,5 @@
 """Status use cases: the batch's progress (from the Redis view, rebuilt from the ledger when
-missing), retry of failed files, and processing of landed objects whose event never came."""
+missing) and retry of failed files."""
 
 import json
 import logging
@@ -10,8 +10,6 @@ from typing import Any
 from . import batch_view, database, storage
 from .clients import Clients, get_clients
 from .dispatch import hand_over
-from .errors import NotFoundError
-from .models import BatchRecord, ProcessRequest, is_batch_id
 
 REJECTS_URL_EXPIRY = timedelta(hours=24)
 # Pollers of one batch share the answer until the batch changes (rejects URLs stay fresh).
@@ -43,7 +41,9 @@ def _build_status(clients: Clients, batch_id: str) -> dict[str, Any]:
     settings = clients.settings
     view = batch_view.read_batch(clients.redis, settings.redis_key_prefix, batch_id)
     if view is None or "createdAt" not in view[0]:
-        batch_view.put_batch(clients.redis, settings.redis_key_prefix, _ledger(clients, batch_id))
+        batch_view.put_batch(
+            clients.redis, settings.redis_key_prefix, database.require_batch(clients.pool, batch_id)
+        )
         view = batch_view.read_batch(clients.redis, settings.redis_key_prefix, batch_id)
         assert view is not None
     meta, entries = view
@@ -75,31 +75,15 @@ def _build_status(clients: Clients, batch_id: str) -> dict[str, Any]:
 
 def retry_failed(clients: Clients, batch_id: str) -> dict[str, Any]:
     """Process the batch's failed files again from the stored objects."""
-    batch = _ledger(clients, batch_id)
+    batch = database.require_batch(clients.pool, batch_id)
     retried = database.reset_failed(clients.pool, batch_id)
     batch_view.put_batch(
-        clients.redis, clients.settings.redis_key_prefix, _ledger(clients, batch.batch_id)
+        clients.redis,
+        clients.settings.redis_key_prefix,
+        database.require_batch(clients.pool, batch.batch_id),
     )
     hand_over(clients, (f.object_key for f in retried))
     return {"batchId": batch_id, "retried": len(retried)}
-
-
-def process_landed(clients: Clients, body: ProcessRequest) -> dict[str, Any]:
-    """Process listed objects that landed but whose event never arrived (never twice)."""
-    batch = _ledger(clients, body.batch_id)
-    wanted = set(body.object_keys)
-    waiting = [
-        f.object_key
-        for f in batch.files
-        if not f.finished and (not wanted or f.object_key in wanted)
-    ]
-    queued = hand_over(clients, waiting, clients.settings.event_grace_seconds)
-    return {
-        "batchId": batch.batch_id,
-        "status": "PROCESSING",
-        "message": f"{queued} landed file(s) not yet processed will be processed if their"
-        " upload event does not arrive first.",
-    }
 
 
 def queue_length() -> float:
@@ -109,13 +93,6 @@ def queue_length() -> float:
     except Exception:  # a scrape must not lose every other metric over this one
         log.warning("csv_queue_length unavailable", exc_info=True)
         return float("nan")
-
-
-def _ledger(clients: Clients, batch_id: str) -> BatchRecord:
-    batch = database.get_batch(clients.pool, batch_id) if is_batch_id(batch_id) else None
-    if batch is None:
-        raise NotFoundError("BATCH_NOT_FOUND", f"Batch {batch_id!r} was not found.")
-    return batch
 
 
 def _batch_state(total: int, done: int, failed: int) -> str:

@@ -1,31 +1,33 @@
 """presign: presigned upload URLs for a batch, and processing of landed files on request."""
 
-import re
-
 import flask
 import functions_framework
 
-from shared import status as use_cases
+from shared import presign as use_cases
 from shared.clients import get_clients
-from shared.http import Route, json_body, json_errors, serve
+from shared.http import Api, Call, Reply, Route, json_errors, serve
 from shared.models import PresignRequest, ProcessRequest
 from shared.observability import instrument
-from shared.presign import presign as presign_files
 
 
-def _process(request: flask.Request, _: re.Match[str]) -> tuple[dict[str, object], int]:
-    body = ProcessRequest.model_validate(json_body(request))
-    return use_cases.process_landed(get_clients(), body), 200
+def _presign(call: Call) -> Reply:
+    body = PresignRequest.model_validate(call.json())
+    return Reply(use_cases.presign(get_clients(), body))
 
 
-def _presign(request: flask.Request, _: re.Match[str]) -> tuple[dict[str, object], int]:
-    body = PresignRequest.model_validate(json_body(request))
-    return presign_files(get_clients(), body), 200
+def _process(call: Call) -> Reply:
+    body = ProcessRequest.model_validate(call.json())
+    return Reply(use_cases.process_landed(get_clients(), body))
 
 
-ROUTES = (
-    Route("POST", "bulk/process", _process),
-    Route("POST", ".*", _presign),  # POST …/bulk and POST …/ (any prefix)
+API = Api(
+    name="presign",
+    routes=(
+        Route("POST", "/bulk", _presign),
+        Route("POST", "/", _presign),
+        Route("POST", "/bulk/process", _process),
+    ),
+    auth="api",
 )
 
 json_errors(flask.current_app)
@@ -34,4 +36,4 @@ instrument(flask.current_app)
 
 @functions_framework.http
 def presign(request: flask.Request) -> flask.Response:
-    return serve(request, get_clients().settings, ROUTES)
+    return serve(API, request, get_clients().settings)

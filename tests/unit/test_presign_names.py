@@ -1,6 +1,6 @@
 import pytest
 
-from shared.presign import is_batch_id, new_batch_id, safe_name
+from shared.keys import is_batch_id, new_batch_id, safe_name
 from shared.settings import Settings
 
 
