@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import copy
 import re
+import shlex
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 # The contract's table: function folder -> functions-framework target (all http).
 FUNCTIONS = {"presign": "presign", "process-file": "process_file", "status": "status"}
+# The one Dockerfile of the three images (build arguments choose the function).
+DOCKERFILE = REPO / "functions" / "Dockerfile"
 
 # Every environment variable the code reads, and which of them are secret.
 SECRET_ENV = {
@@ -95,9 +98,14 @@ def pod_labels(doc: Doc) -> dict[str, str]:
     return doc["spec"]["template"]["metadata"]["labels"]
 
 
-def dockerfile_instructions(name: str) -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) of functions/<name>/Dockerfile, continuations joined."""
-    text = (REPO / "functions" / name / "Dockerfile").read_text(encoding="utf-8")
+def build_args(name: str) -> dict[str, str]:
+    """The build arguments that make functions/Dockerfile the image of function <name>."""
+    return {"FUNCTION": name, "TARGET": FUNCTIONS[name]}
+
+
+def dockerfile_lines() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of functions/Dockerfile as written, continuations joined."""
+    text = DOCKERFILE.read_text(encoding="utf-8")
     lines = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
     joined = re.sub(r"\\\n", " ", "\n".join(lines))
     parsed = []
@@ -106,6 +114,43 @@ def dockerfile_instructions(name: str) -> list[tuple[str, str]]:
             keyword, _, arguments = line.strip().partition(" ")
             parsed.append((keyword.upper(), arguments.strip()))
     return parsed
+
+
+# The instructions in which Docker itself substitutes $VAR / ${VAR} (RUN leaves it to the
+# shell, and the exec forms of CMD and ENTRYPOINT to nobody).
+DOCKER_EXPANDS = {"ADD", "COPY", "ENV", "EXPOSE", "FROM", "LABEL", "USER", "VOLUME", "WORKDIR"}
+
+
+def dockerfile_instructions(name: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of functions/Dockerfile as built for function <name>: its
+    build arguments, and the values of earlier ENV instructions, expanded where Docker
+    expands variables. An ARG before FROM is in scope for FROM only."""
+    args = build_args(name)
+    scope: dict[str, str] = {}
+    parsed = []
+    for keyword, arguments in dockerfile_lines():
+        if keyword in DOCKER_EXPANDS:
+            arguments = _expand(arguments, scope)
+        parsed.append((keyword, arguments))
+        if keyword == "ARG":
+            key, _, default = arguments.partition("=")
+            scope[key] = args.get(key, default)
+        elif keyword == "FROM":
+            scope = {}
+        elif keyword == "ENV":
+            for pair in shlex.split(arguments):
+                key, _, value = pair.partition("=")
+                scope[key] = value
+    return parsed
+
+
+def _expand(text: str, scope: dict[str, str]) -> str:
+    assert not re.search(r"\$\{\w+:", text), f"unmodelled substitution in {text!r}"
+    return re.sub(
+        r"\$\{(\w+)\}|\$(\w+)",
+        lambda match: scope.get(match.group(1) or match.group(2), ""),
+        text,
+    )
 
 
 def parse_env_file(path: Path) -> dict[str, str]:

@@ -1,6 +1,7 @@
-"""Each function started exactly as its image starts it (the Dockerfile's ENTRYPOINT + CMD
-and ENV, from the repository root, which has the image's WORKDIR layout) answers GET /healthz
-and serves its Prometheus metrics at GET /metrics.
+"""Each function started exactly as its image starts it (functions/Dockerfile's ENTRYPOINT +
+CMD and ENV, with that function's build arguments, from the repository root, which has the
+image's WORKDIR layout) answers GET /healthz and serves its Prometheus metrics at
+GET /metrics.
 
 Needs the local PostgreSQL (tests/conftest.py's database_url: a fresh migrated database,
 since status counts waiting files at scrape time) and Redis; S3_ENDPOINT points where nothing
@@ -54,7 +55,8 @@ class Started:
 
 def image_command(name: str) -> tuple[list[str], dict[str, str]]:
     """The image's ENTRYPOINT + CMD (exec form) with WORKDIR paths mapped onto the
-    repository root, and the variables its ENV instructions set."""
+    repository root, and the variables its ENV instructions set (among them the
+    functions-framework source and target its build arguments choose)."""
     parsed = dockerfile_instructions(name)
     (workdir,) = [arguments for keyword, arguments in parsed if keyword == "WORKDIR"]
     entrypoint = [json.loads(arguments) for keyword, arguments in parsed if keyword == "ENTRYPOINT"]
@@ -179,6 +181,8 @@ def test_the_images_run_functions_framework_through_the_entrypoint() -> None:
         assert argv[:2] == ["/bin/sh", str(REPO / "scripts" / "entrypoint")], name
         assert argv[2] == "functions-framework", name
         assert env["PORT"] == "8080", name
+        assert env["FUNCTION_SOURCE"] == f"functions/{name}/main.py", name
+        assert env["FUNCTION_TARGET"] == FUNCTIONS[name], name
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .support import FUNCTIONS, REPO, Doc
+from .support import DOCKERFILE, FUNCTIONS, REPO, Doc, build_args
 
 COPY_PATHS = {"./shared", "./pyproject.toml", "./requirements", "./scripts", "./functions"}
 CE_MAX_REPLICAS = 5
@@ -25,12 +25,16 @@ def test_build_context_copies_the_project_into_each_function(stack: Doc) -> None
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)
-def test_functions_build_their_own_dockerfile(name: str, stack: Doc) -> None:
+def test_functions_build_the_one_dockerfile_with_their_build_args(name: str, stack: Doc) -> None:
+    """lang: dockerfile builds the handler folder's Dockerfile: functions/Dockerfile for
+    all three, the function chosen by build_args (as scripts/build-images does)."""
     function = stack["functions"][name]
 
     assert function["lang"] == "dockerfile"
-    assert function["handler"] == f"./functions/{name}"
-    assert (REPO / function["handler"] / "Dockerfile").is_file()
+    assert function["handler"] == "./functions"
+    assert REPO / function["handler"] / "Dockerfile" == DOCKERFILE
+    assert DOCKERFILE.is_file()
+    assert function["build_args"] == build_args(name)
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)
