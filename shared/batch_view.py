@@ -1,10 +1,13 @@
 """The Redis layout: a fast, rebuildable view of each batch for the progress bar.
 
-    <prefix>batch:<id>        hash  createdAt, expiresAt, updatedAt, version (bumped on change)
-    <prefix>batch:<id>:files  hash  objectKey -> JSON file entry
+    <prefix>batch:<id>        hash  createdAt, expiresAt, updatedAt, checkedAt (last compared
+                                    with the ledger), version (bumped on every change)
+    <prefix>batch:<id>:files  hash  objectKey -> JSON file entry, with the ledger's revision
 
-PostgreSQL's ledger is the authority. Entries are whole-value overwrites and the batch totals
-are derived from them when read, so a redelivered event can never count twice.
+PostgreSQL's ledger is the authority. An entry is replaced only by one of a higher revision (a
+compare-and-set in Redis itself), so a rebuild from an older snapshot, or a slow writer, can
+never overwrite newer news; batch totals are derived from the entries when read, so a
+redelivered event can never count twice.
 """
 
 import json
@@ -20,62 +23,78 @@ from .models import BatchRecord, FileRecord
 TTL_SECONDS = 30 * 24 * 3600
 T = TypeVar("T")
 Entry = dict[str, Any]
+# KEYS: batch hash, files hash. ARGV: ttl, updatedAt, then (objectKey, revision, entry) triples.
+_PUT_NEWER = """
+local changed = 0
+for i = 3, #ARGV, 3 do
+    local held = redis.call('HGET', KEYS[2], ARGV[i])
+    if not held or (cjson.decode(held)['revision'] or 0) < tonumber(ARGV[i + 1]) then
+        redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 2])
+        changed = changed + 1
+    end
+end
+if changed > 0 then
+    redis.call('HSET', KEYS[1], 'updatedAt', ARGV[2])
+    redis.call('HINCRBY', KEYS[1], 'version', 1)
+end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[2], ARGV[1])
+return changed
+"""
 
 
-def entry(record: FileRecord, status: str | None = None) -> Entry:
+def entry(record: FileRecord) -> Entry:
     return {
         "fileName": record.file_name,
         "objectKey": record.object_key,
-        "status": status or record.status,
+        "status": record.status,
         "tickers": list(record.tickers) if record.status == "COMPLETED" else [],
         "rowsLoaded": record.rows_loaded,
         "rowsRejected": record.rows_rejected,
         "error": record.error,
         "rejectsKey": record.rejects_key,
         "position": record.position,
+        "revision": record.revision,
     }
 
 
 def put_batch(client: redis.Redis, prefix: str, batch: BatchRecord) -> None:
-    """Write the batch and the given files' entries from the ledger (at presign, and to
-    rebuild a lost view); entries of other files are left as they are."""
+    """Write the batch and the given files' entries from a ledger snapshot (at presign, and to
+    rebuild or check a view); entries of other files, and newer ones, are left as they are."""
     meta: dict[Any, Any] = {
         "createdAt": _iso(batch.created_at),
         "expiresAt": _iso(batch.expires_at),
-        "updatedAt": _iso(batch.updated_at),
+        "checkedAt": _iso(datetime.now(UTC)),
     }
-    entries: dict[Any, Any] = {f.object_key: json.dumps(entry(f)) for f in batch.files}
 
     def write() -> None:
         pipe = client.pipeline()
         pipe.hset(_batch_key(prefix, batch.batch_id), mapping=meta)
+        pipe.hsetnx(_batch_key(prefix, batch.batch_id), "updatedAt", _iso(batch.updated_at))
         pipe.hincrby(_batch_key(prefix, batch.batch_id), "version", 1)
-        if entries:
-            pipe.hset(_files_key(prefix, batch.batch_id), mapping=entries)
-        _expire(pipe, prefix, batch.batch_id)
+        _put_newer(pipe, prefix, batch.batch_id, [entry(f) for f in batch.files])
         pipe.execute()
 
     _guard(write)
 
 
 def put_file(client: redis.Redis, prefix: str, batch_id: str, file: Entry) -> None:
-    """Overwrite one file's entry."""
+    """Write one file's entry unless the view already holds a newer one."""
 
     def write() -> None:
         pipe = client.pipeline()
-        pipe.hset(_files_key(prefix, batch_id), file["objectKey"], json.dumps(file))
-        pipe.hset(_batch_key(prefix, batch_id), "updatedAt", _iso(datetime.now(UTC)))
-        pipe.hincrby(_batch_key(prefix, batch_id), "version", 1)
-        _expire(pipe, prefix, batch_id)
+        _put_newer(pipe, prefix, batch_id, [file])
         pipe.execute()
 
     _guard(write)
 
 
-def version(client: redis.Redis, prefix: str, batch_id: str) -> str | None:
-    """Changes whenever the batch's view does: one cheap read to tell a cached answer is fresh."""
-    value = _guard(lambda: client.hget(_batch_key(prefix, batch_id), "version"))
-    return value.decode() if isinstance(value, bytes) else value
+def freshness(client: redis.Redis, prefix: str, batch_id: str) -> tuple[str | None, str | None]:
+    """(version, checkedAt): one cheap read to tell whether a cached answer is still right and
+    whether the view is due to be compared with the ledger."""
+    values = _guard(lambda: client.hmget(_batch_key(prefix, batch_id), ["version", "checkedAt"]))
+    version, checked = (v.decode() if isinstance(v, bytes) else v for v in values)
+    return version, checked
 
 
 def read_batch(
@@ -95,9 +114,19 @@ def read_batch(
     return {k.decode(): v.decode() for k, v in meta.items()}, entries
 
 
-def _expire(pipe: redis.client.Pipeline, prefix: str, batch_id: str) -> None:
-    pipe.expire(_batch_key(prefix, batch_id), TTL_SECONDS)
-    pipe.expire(_files_key(prefix, batch_id), TTL_SECONDS)
+def _put_newer(pipe: redis.client.Pipeline, prefix: str, batch_id: str, files: list[Entry]) -> None:
+    triples: list[Any] = []
+    for file in files:
+        triples += [file["objectKey"], file["revision"], json.dumps(file)]
+    pipe.eval(
+        _PUT_NEWER,
+        2,
+        _batch_key(prefix, batch_id),
+        _files_key(prefix, batch_id),
+        TTL_SECONDS,
+        _iso(datetime.now(UTC)),
+        *triples,
+    )
 
 
 def _batch_key(prefix: str, batch_id: str) -> str:

@@ -17,8 +17,8 @@ class Clients:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        # batch id -> (view version, when built, status answer): see status.batch_status
-        self.status_cache: dict[str, tuple[str | None, float, bytes]] = {}
+        # batch id -> the last status answer and what it was built from: see status.py
+        self.status_cache: dict[str, object] = {}
 
     @cached_property
     def pool(self) -> ConnectionPool:

@@ -12,7 +12,14 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from . import keys
-from .errors import FileRejectedError, NotFoundError, RequestError, TransientError
+from .errors import (
+    BusyError,
+    ConflictError,
+    FileRejectedError,
+    NotFoundError,
+    RequestError,
+    TransientError,
+)
 from .models import BatchRecord, FileRecord, NewFile
 from .reader import ParsedFile
 from .settings import Settings
@@ -21,7 +28,18 @@ COPY_CHUNK_BYTES = 1 << 20
 T = TypeVar("T")
 _FILE_COLUMNS = (
     "object_key, batch_id, file_name, status, ticker_hint, etag, rows_loaded, rows_rejected,"
-    " tickers, error, rejects_key, position"
+    " tickers, error, rejects_key, position, revision"
+)
+# TCP keepalives on both ends: a worker whose node vanished loses its connection, and with it
+# the file lock, within about idle + interval x count seconds.
+_KEEPALIVE = {
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 2,
+}
+_SERVER_KEEPALIVE = (
+    "-c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 -c tcp_keepalives_count=2"
 )
 
 
@@ -32,9 +50,13 @@ def connect_pool(settings: Settings) -> ConnectionPool:
         min_size=0,
         max_size=settings.database_pool_size,
         timeout=settings.database_timeout_seconds,
+        # a connection PostgreSQL has dropped (a restart, pg_terminate_backend) is noticed
+        # when it is handed out, not by the statement that then fails
+        check=ConnectionPool.check_connection,
         kwargs={
-            "options": f"-c search_path={settings.database_schema}",
+            "options": f"-c search_path={settings.database_schema} {_SERVER_KEEPALIVE}",
             "connect_timeout": max(1, int(settings.database_timeout_seconds)),
+            **_KEEPALIVE,
         },
         open=True,
     )
@@ -84,6 +106,11 @@ def add_files(
         if row is None:
             raise NotFoundError("BATCH_NOT_FOUND", f"Batch {batch_id} does not exist.")
         first, created_at = int(row[0]), row[1]
+        if not new_batch and _is_final(conn, batch_id):
+            raise ConflictError(
+                "BATCH_FINAL",
+                f"Batch {batch_id} is finished; upload the files as a new batch.",
+            )
         if first + len(specs) > max_files:
             raise RequestError("TOO_MANY_FILES", f"A batch holds at most {max_files} files.")
         created = [new_file(first + i, spec) for i, spec in enumerate(specs)]
@@ -121,9 +148,15 @@ def add_files(
 
 
 def ensure_file(
-    pool: ConnectionPool, object_key: str, batch_id: str, file_name: str, expires_at: datetime
-) -> FileRecord:
-    """The ledger row of an object, registering objects that arrived without presign."""
+    pool: ConnectionPool,
+    object_key: str,
+    batch_id: str,
+    file_name: str,
+    expires_at: datetime,
+    max_files: int,
+) -> FileRecord | None:
+    """The ledger row of an object, registering objects that arrived without presign; None
+    when the object may not join its batch (the batch is final, or full)."""
     with transaction(pool) as conn:
         found = _file(conn, object_key)
         if found is not None:
@@ -132,38 +165,100 @@ def ensure_file(
             "INSERT INTO ingest_batches (id, expires_at) VALUES (%s, %s) ON CONFLICT DO NOTHING",
             (batch_id, expires_at),
         )
+        if _is_final(conn, batch_id):
+            return None
         conn.execute(
-            "WITH slot AS (UPDATE ingest_batches SET file_count = file_count + 1 WHERE id = %s"
-            " RETURNING file_count - 1 AS position)"
+            "WITH slot AS (UPDATE ingest_batches SET file_count = file_count + 1"
+            " WHERE id = %s AND file_count < %s RETURNING file_count - 1 AS position)"
             " INSERT INTO ingest_files (object_key, batch_id, position, file_name)"
             " SELECT %s, %s, position, %s FROM slot ON CONFLICT DO NOTHING",
-            (batch_id, object_key, batch_id, file_name),
+            (batch_id, max_files, object_key, batch_id, file_name),
         )
-        found = _file(conn, object_key)
-        assert found is not None
-        return found
+        return _file(conn, object_key)
 
 
-def take_lease(pool: ConnectionPool, object_key: str, lease_seconds: float) -> bool:
-    """Mark the file PROCESSING unless another worker's lease on it is still running."""
+def _is_final(conn: psycopg.Connection[Any], batch_id: str) -> bool:
+    """Whether the batch has files and every one of them is finished."""
+    row = conn.execute(
+        "SELECT count(*) > 0 AND bool_and(status IN ('COMPLETED', 'FAILED'))"
+        " FROM ingest_files WHERE batch_id = %s",
+        (batch_id,),
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def version_time(pool: ConnectionPool, object_key: str, etag: str, candidate: datetime) -> datetime:
+    """The upload time of this object version: the first one offered is kept, so every event,
+    retry and reconcile of the version stamps its rows alike."""
     with transaction(pool) as conn:
         row = conn.execute(
-            "UPDATE ingest_files SET status = 'PROCESSING', started_at = now(),"
-            " attempts = attempts + 1, updated_at = now() WHERE object_key = %s AND NOT ("
-            " status = 'PROCESSING' AND started_at > now() - make_interval(secs => %s))"
-            " RETURNING 1",
-            (object_key, lease_seconds),
+            "WITH seen AS (UPDATE ingest_files SET seen_etag = %(etag)s, seen_at = %(at)s"
+            " WHERE object_key = %(key)s AND seen_etag IS DISTINCT FROM %(etag)s"
+            " RETURNING seen_at)"
+            " SELECT seen_at FROM seen UNION ALL SELECT seen_at FROM ingest_files"
+            " WHERE object_key = %(key)s AND seen_etag = %(etag)s LIMIT 1",
+            {"key": object_key, "etag": etag, "at": candidate},
         ).fetchone()
-    return row is not None
+    return row[0] if row and row[0] else candidate
 
 
-def release_lease(pool: ConnectionPool, object_key: str) -> None:
+@contextmanager
+def file_lock(pool: ConnectionPool, object_key: str, wait_seconds: float) -> Iterator[None]:
+    """Hold the file for this process: a session advisory lock on a connection of its own.
+    PostgreSQL frees it when that connection ends, however the holder died; BusyError when
+    another holder keeps it longer than wait_seconds."""
+    try:
+        with pool.connection() as conn:
+            try:
+                with conn.transaction():
+                    conn.execute(
+                        "SELECT set_config('lock_timeout', %s, true)",
+                        (f"{max(1, int(wait_seconds * 1000))}ms",),
+                    )
+                    conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (object_key,))
+            except psycopg.errors.LockNotAvailable:
+                raise BusyError(f"{object_key} is being processed by another worker") from None
+            try:
+                yield
+            finally:
+                _unlock(conn, object_key)
+    except (psycopg.OperationalError, PoolTimeout) as error:
+        raise TransientError(f"PostgreSQL unavailable: {type(error).__name__}") from error
+
+
+def _unlock(conn: psycopg.Connection[Any], object_key: str) -> None:
+    try:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (object_key,))
+    except psycopg.Error:  # the connection is gone, and the lock with it
+        pass
+
+
+def start_processing(pool: ConnectionPool, object_key: str, etag: str) -> FileRecord | None:
+    """Mark the file PROCESSING (under its lock); None when this version is already finished."""
+    with transaction(pool) as conn, conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(
+            "UPDATE ingest_files SET status = 'PROCESSING', started_at = now(),"
+            " attempts = attempts + 1, updated_at = now() WHERE object_key = %s"
+            " AND NOT (status IN ('COMPLETED', 'FAILED') AND etag IS NOT DISTINCT FROM %s)"
+            f" RETURNING {_FILE_COLUMNS}",
+            (object_key, etag),
+        ).fetchone()
+    return FileRecord(**row) if row else None
+
+
+def record_transient(pool: ConnectionPool, object_key: str, etag: str) -> int:
+    """Count a transient failure of this object version and put the file back to PENDING;
+    returns how many this version has had."""
     with transaction(pool) as conn:
-        conn.execute(
-            "UPDATE ingest_files SET status = 'PENDING', updated_at = now()"
-            " WHERE object_key = %s AND status = 'PROCESSING'",
-            (object_key,),
-        )
+        row = conn.execute(
+            "UPDATE ingest_files SET status = 'PENDING', updated_at = now(),"
+            " transient_failures = CASE WHEN transient_etag IS NOT DISTINCT FROM %(etag)s"
+            " THEN transient_failures + 1 ELSE 1 END, transient_etag = %(etag)s"
+            " WHERE object_key = %(key)s AND status = 'PROCESSING' RETURNING transient_failures",
+            {"key": object_key, "etag": etag},
+        ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def ticker_ids(pool: ConnectionPool, symbols: list[str]) -> dict[str, int]:
@@ -198,7 +293,8 @@ def load_file(
             # duplicate blocks on this row and then finds it finished.
             if not _claim(conn, record.object_key, etag):
                 return False
-            _insert_rows(conn, parsed)
+            holder = _insert_rows(conn, parsed)
+            _cover(conn, holder, record.object_key, etag, uploaded_at, parsed)
             conn.execute(
                 "UPDATE ingest_files SET status = 'COMPLETED', etag = %s, uploaded_at = %s,"
                 " rows_loaded = %s, rows_rejected = %s, tickers = %s, error = NULL,"
@@ -220,9 +316,10 @@ def load_file(
         raise FileRejectedError(f"A value cannot be stored: {cause}") from error
 
 
-def _insert_rows(conn: psycopg.Connection[Any], parsed: ParsedFile) -> None:
+def _insert_rows(conn: psycopg.Connection[Any], parsed: ParsedFile) -> str:
     """Straight COPY when none of the file's tickers has rows in its date range (a new
-    history, a new day), otherwise a staged upsert that leaves unchanged rows untouched."""
+    history, a new day), otherwise a staged upsert that leaves unchanged rows untouched.
+    Returns the table that holds the file's rows now."""
     overlap = conn.execute(
         "SELECT EXISTS (SELECT 1 FROM seasonality_data WHERE ticker_id = ANY(%s)"
         " AND date BETWEEN %s AND %s)",
@@ -232,7 +329,7 @@ def _insert_rows(conn: psycopg.Connection[Any], parsed: ParsedFile) -> None:
         try:
             with conn.transaction():  # a savepoint: a concurrent load may have won the race
                 _copy(conn, "seasonality_data", parsed.rows_csv)
-                return
+                return "seasonality_data"
         except psycopg.errors.UniqueViolation:
             pass
     conn.execute(
@@ -242,6 +339,34 @@ def _insert_rows(conn: psycopg.Connection[Any], parsed: ParsedFile) -> None:
     conn.execute(
         _UPSERT,
         {"ticker_ids": parsed.ticker_ids, "first": parsed.first_date, "last": parsed.last_date},
+    )
+    return "ingest_stage"
+
+
+def _cover(
+    conn: psycopg.Connection[Any],
+    source: str,
+    object_key: str,
+    etag: str,
+    uploaded_at: datetime,
+    parsed: ParsedFile,
+) -> None:
+    """Record the dates this version holds per ticker (read back from the rows it stands
+    for: staged, or written straight)."""
+    conn.execute(
+        "INSERT INTO ingest_coverage (ticker_id, uploaded_at, object_key, etag, dates)"
+        " SELECT ticker_id, %(at)s, %(key)s, %(etag)s, range_agg(daterange(date, date, '[]'))"
+        f" FROM {source} WHERE ticker_id = ANY(%(ids)s) AND date BETWEEN %(first)s AND %(last)s"
+        "   AND uploaded_at = %(at)s"
+        " GROUP BY ticker_id ON CONFLICT DO NOTHING",
+        {
+            "at": uploaded_at,
+            "key": object_key,
+            "etag": etag,
+            "ids": parsed.ticker_ids,
+            "first": parsed.first_date,
+            "last": parsed.last_date,
+        },
     )
 
 
@@ -274,6 +399,9 @@ WHERE NOT EXISTS (
       AND e.ticker_id = ANY(%(ticker_ids)s) AND e.date BETWEEN %(first)s AND %(last)s
       AND (e.open, e.high, e.low, e.close, e.volume, e.open_interest)
         = (s.open, s.high, s.low, s.close, s.volume, s.open_interest))
+  AND NOT EXISTS (
+    SELECT 1 FROM ingest_coverage c
+    WHERE c.ticker_id = s.ticker_id AND c.uploaded_at > s.uploaded_at AND c.dates @> s.date)
 ORDER BY s.ticker_id, s.date
 ON CONFLICT (ticker_id, date) DO UPDATE SET
     open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close,
@@ -350,28 +478,19 @@ def get_batch(pool: ConnectionPool, batch_id: str) -> BatchRecord | None:
     )
 
 
-def unfinished_files(
-    pool: ConnectionPool,
-    lease_seconds: float,
-) -> list[tuple[FileRecord, datetime, bool]]:
-    """Files not finished: each with its batch's URL expiry and whether it is up for taking
-    (PENDING, or PROCESSING under an expired lease)."""
+def unfinished_files(pool: ConnectionPool) -> list[tuple[FileRecord, datetime]]:
+    """Files not finished, each with its batch's upload URL expiry."""
     with transaction(pool) as conn, conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(
             f"SELECT {', '.join('f.' + c.strip() for c in _FILE_COLUMNS.split(','))},"
-            " b.expires_at AS batch_expires_at, (f.status = 'PENDING' OR f.started_at < now()"
-            " - make_interval(secs => %s)) AS takeable FROM ingest_files f"
+            " b.expires_at AS batch_expires_at FROM ingest_files f"
             " JOIN ingest_batches b ON b.id = f.batch_id"
             " WHERE f.status IN ('PENDING', 'PROCESSING') ORDER BY f.batch_id, f.position",
-            (lease_seconds,),
         ).fetchall()
     return [
         (
-            FileRecord(
-                **{k: v for k, v in row.items() if k not in ("batch_expires_at", "takeable")}
-            ),
+            FileRecord(**{k: v for k, v in row.items() if k != "batch_expires_at"}),
             row["batch_expires_at"],
-            row["takeable"],
         )
         for row in rows
     ]
@@ -391,7 +510,8 @@ def reset_failed(pool: ConnectionPool, batch_id: str) -> list[FileRecord]:
     with transaction(pool) as conn, conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(
             "UPDATE ingest_files SET status = 'PENDING', error = NULL, etag = NULL,"
-            " updated_at = now() WHERE batch_id = %s AND status = 'FAILED'"
+            " transient_failures = 0, updated_at = now()"
+            " WHERE batch_id = %s AND status = 'FAILED'"
             f" RETURNING {_FILE_COLUMNS}",
             (batch_id,),
         ).fetchall()

@@ -29,13 +29,18 @@ class ObjectCreated:
     event_time: datetime | None
 
 
-def parse_notification(headers: Mapping[str, str], body: bytes) -> list[ObjectCreated]:
-    """Upload records of one notification; other event kinds are dropped, not errors."""
+def parse_notification(
+    headers: Mapping[str, str], body: bytes, max_records: int = 100
+) -> list[ObjectCreated]:
+    """Upload records of one notification; other event kinds are dropped, not errors. More
+    records than max_records is no notification an object store sends (MinIO sends one)."""
     try:
         notification = _notification(headers, body)
     except RecursionError:
         raise BadNotificationError("body is nested too deeply") from None
     records = _records(notification)
+    if len(records) > max_records:
+        raise BadNotificationError(f"{len(records)} records, more than the {max_records} accepted")
     return [upload for record in records if (upload := _upload(record)) is not None]
 
 

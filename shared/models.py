@@ -58,6 +58,7 @@ class FileRecord:
     error: str | None = None
     rejects_key: str | None = None
     position: int = 0
+    revision: int = 0
 
     @property
     def finished(self) -> bool:

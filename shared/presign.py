@@ -1,6 +1,7 @@
 """Presign use case: register a batch's files and hand back one presigned upload per file;
 and processing, on request, of landed files whose upload event never came."""
 
+import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import PurePosixPath
 from typing import Any
@@ -8,12 +9,13 @@ from typing import Any
 from . import batch_view, database, keys, observability, storage
 from .clients import Clients
 from .dispatch import hand_over
-from .errors import RequestError
+from .errors import RequestError, TransientError
 from .layout import is_symbol
 from .models import FileSpec, NewFile, PresignRequest, ProcessRequest
 from .settings import Settings
 
 MAX_NAME_BYTES = 1024
+log = logging.getLogger("ingest")
 UPLOAD_CONTENT_TYPE = "text/csv"
 
 
@@ -41,7 +43,10 @@ def presign(clients: Clients, body: PresignRequest) -> dict[str, Any]:
         body.files,
     )
     observability.FILES_UPLOADED.inc(len(added.files))
-    batch_view.put_batch(clients.redis, settings.redis_key_prefix, added)
+    try:
+        batch_view.put_batch(clients.redis, settings.redis_key_prefix, added)
+    except TransientError as error:  # the ledger has the files; status rebuilds the view
+        log.warning("view of batch %s not written: %s", batch_id, error)
     object_keys = [f.object_key for f in added.files]
     if settings.upload_method == "POST":
         targets = [_post_target(clients, key, expires_at) for key in object_keys]

@@ -1,12 +1,19 @@
 """process-file use case: one uploaded object in, its rows in PostgreSQL exactly once.
 
-Retry contract: TransientError propagates (the entry point answers 5xx and the sender redelivers);
-a file that can never load is recorded as FAILED with its cause, and the event is acknowledged.
+Retry contract: every outcome is final except a transient one. A file that can never load is
+recorded as FAILED with its cause and the event acknowledged; a transient failure (a service
+unreachable, or anything nobody foresaw) answers 5xx so the sender redelivers, and is counted
+per object version: after MAX_TRANSIENT_ATTEMPTS the file is FAILED with the last cause, so no
+single file can hold the sender's queue for ever.
 """
 
 import logging
+import os
+import shutil
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
@@ -20,6 +27,7 @@ from .reader import ParsedFile
 
 log = logging.getLogger("ingest")
 Outcome = Literal["completed", "failed", "duplicate", "ignored"]
+WORKDIR_PREFIX = "ingest-file-"
 
 
 def handle_uploads(clients: Clients, uploads: list[ObjectCreated]) -> list[Outcome]:
@@ -67,7 +75,11 @@ def process_object(
         batch_id,
         key.rsplit("/", 1)[-1],
         datetime.now(UTC) + timedelta(seconds=settings.presign_expiry_seconds),
+        settings.max_files_per_batch,
     )
+    if record is None:
+        log.warning("ignored %s: its batch is final or full, and nobody presigned it", key)
+        return "ignored"
     stored = storage.stat(clients.store, settings.s3_bucket, key)
     if stored is None:
         if record.finished:
@@ -75,21 +87,74 @@ def process_object(
         return _fail(clients, record, None, "The uploaded object no longer exists.")
     if record.finished and record.etag == stored.etag:
         return _publish(clients, record, "duplicate")
-    # A stale event (the object was overwritten since) takes the current version's upload time.
-    uploaded_at = event_time if event_time and event_etag == stored.etag else stored.last_modified
-    if not database.take_lease(clients.pool, key, settings.processing_lease_seconds):
-        raise BusyError(f"{key} is being processed by another worker")
+    uploaded_at = database.version_time(
+        clients.pool, key, stored.etag, _upload_time(clients, stored, event_etag, event_time)
+    )
+    # The lock is what makes one worker the file's only loader; PostgreSQL drops it the moment
+    # the holder's connection dies, so a killed worker's file is taken over at once.
+    with database.file_lock(clients.pool, key, settings.lock_wait_seconds):
+        started = database.start_processing(clients.pool, key, stored.etag)
+        if started is None:  # finished by the worker that held the lock before us
+            current = database.get_file(clients.pool, key)
+            return _publish(clients, current or record, "duplicate")
+        _show(clients, started)
+        try:
+            return _load(clients, started, stored, uploaded_at)
+        except Exception as error:  # transient or unforeseen: counted, then retried or failed
+            return _after_transient(clients, started, stored.etag, error)
+
+
+def _upload_time(
+    clients: Clients,
+    stored: storage.StoredObject,
+    event_etag: str | None,
+    event_time: datetime | None,
+) -> datetime:
+    """The version's upload time: the event's, when it speaks of this version and fits the
+    object's Last-Modified (which has whole seconds) within the allowed skew, never in the
+    future; Last-Modified otherwise."""
+    skew = timedelta(seconds=clients.settings.clock_skew_seconds)
+    modified = stored.last_modified
+    latest = min(datetime.now(UTC), modified + timedelta(seconds=1) + skew)
+    if event_time is None or event_etag != stored.etag:
+        return modified
+    if event_time.tzinfo is None or not modified - skew <= event_time <= latest:
+        return modified
+    return event_time
+
+
+def _after_transient(clients: Clients, record: FileRecord, etag: str, error: Exception) -> Outcome:
+    cause = str(error) if isinstance(error, TransientError) else f"{type(error).__name__}: {error}"
+    if not isinstance(error, TransientError):
+        log.exception("unexpected failure on %s", record.object_key)
+    failures = database.record_transient(clients.pool, record.object_key, etag)
+    limit = clients.settings.max_transient_attempts
+    if failures >= limit:
+        return _fail(
+            clients,
+            record,
+            etag,
+            f"The file could not be processed after {failures} attempts: {cause[:300]}",
+        )
+    current = database.get_file(clients.pool, record.object_key)
+    _show(clients, current or record)
+    raise TransientError(
+        f"attempt {failures} of {limit} on {record.object_key}: {cause}"
+    ) from error
+
+
+def _show(clients: Clients, record: FileRecord) -> None:
+    """Project the ledger row into the Redis view; the ledger stays the truth when Redis is
+    away (the view is rebuilt from it), so that never fails the event."""
     try:
         batch_view.put_file(
             clients.redis,
-            settings.redis_key_prefix,
-            batch_id,
-            batch_view.entry(record, status="PROCESSING"),
+            clients.settings.redis_key_prefix,
+            record.batch_id,
+            batch_view.entry(record),
         )
-        return _load(clients, record, stored, uploaded_at)
-    except Exception:  # transient or unexpected: the sender retries, and need not wait
-        _release(clients, record)
-        raise
+    except TransientError as error:
+        log.warning("view of %s not updated: %s", record.object_key, error)
 
 
 def _load(
@@ -103,8 +168,8 @@ def _load(
             raise FileRejectedError(
                 f"The file is {stored.size} bytes, over the limit of {settings.max_file_bytes}."
             )
-        with tempfile.TemporaryDirectory(prefix="ingest-") as workdir:
-            parsed = _parse(clients, record, uploaded_at, Path(workdir))
+        with _workdir() as workdir:
+            parsed = _parse(clients, record, uploaded_at, workdir)
             rejects_key = _store_rejects(clients, record, parsed)
             loaded = database.load_file(
                 clients.pool, record, stored.etag, uploaded_at, parsed, rejects_key
@@ -114,18 +179,37 @@ def _load(
     return _publish(clients, record, "completed" if loaded else "duplicate")
 
 
-def _release(clients: Clients, record: FileRecord) -> None:
-    """Give the lease back so the redelivered event need not wait for it to expire."""
+@contextmanager
+def _workdir() -> Iterator[Path]:
+    """A private folder for one file's intermediate CSVs, named after this process so that
+    remove_stale_workdirs can tell a dead process's leftovers from a live one's."""
+    path = Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-"))
     try:
-        database.release_lease(clients.pool, record.object_key)
-        batch_view.put_file(
-            clients.redis,
-            clients.settings.redis_key_prefix,
-            record.batch_id,
-            batch_view.entry(record, status="PENDING"),
-        )
-    except TransientError:
-        log.warning("lease of %s left to expire", record.object_key)
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def remove_stale_workdirs() -> int:
+    """Remove the work folders of processes that no longer run (a SIGKILL or OOM-kill leaves
+    them behind); called when a process starts. Returns how many were removed."""
+    removed = 0
+    for path in Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*"):
+        pid = path.name.removeprefix(WORKDIR_PREFIX).split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def fail_never_uploaded(clients: Clients, record: FileRecord, url_expired_at: datetime) -> None:
@@ -139,17 +223,20 @@ def fail_never_uploaded(clients: Clients, record: FileRecord, url_expired_at: da
 
 
 def record_dead_letter(clients: Clients, uploads: list[ObjectCreated], cause: str) -> None:
-    """An event the broker gave up on: show it on the file so the admin can retry it."""
+    """An event the broker gave up on: show it on the file so the admin can retry it, unless
+    a worker is loading the file right now (its outcome, not the dead letter, is the truth)."""
     for upload in uploads:
-        batch_id = keys.batch_of(upload.key)
-        record = database.get_file(clients.pool, upload.key) if batch_id else None
-        if record is not None and not record.finished:
-            _fail(
-                clients,
-                record,
-                upload.etag or None,
-                f"The upload event could not be delivered after retries ({cause}).",
-            )
+        record = database.get_file(clients.pool, upload.key) if keys.batch_of(upload.key) else None
+        if record is None or record.finished:
+            continue
+        try:
+            with database.file_lock(clients.pool, upload.key, 0):
+                current = database.get_file(clients.pool, upload.key)
+                if current is not None and not current.finished:
+                    message = f"The upload event could not be delivered after retries ({cause})."
+                    _fail(clients, current, upload.etag or None, message)
+        except BusyError:
+            log.info("dead letter for %s ignored: a worker is loading it", upload.key)
 
 
 def _parse(
@@ -196,15 +283,9 @@ def _fail(clients: Clients, record: FileRecord, etag: str | None, error: str) ->
 
 
 def _publish(clients: Clients, record: FileRecord, outcome: Outcome) -> Outcome:
-    """Project the ledger's row into the Redis view; safe to repeat."""
-    current = database.get_file(clients.pool, record.object_key)
-    assert current is not None
-    batch_view.put_file(
-        clients.redis,
-        clients.settings.redis_key_prefix,
-        current.batch_id,
-        batch_view.entry(current),
-    )
+    """Show the ledger's row in the view and count the outcome; safe to repeat."""
+    current = database.get_file(clients.pool, record.object_key) or record
+    _show(clients, current)
     if outcome == "completed":
         observability.FILES_PROCESSED.inc()
         observability.ROWS_LOADED.inc(current.rows_loaded)

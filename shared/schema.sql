@@ -49,3 +49,39 @@ CREATE TABLE IF NOT EXISTS ingest_files (
 );
 
 CREATE INDEX IF NOT EXISTS ingest_files_by_batch ON ingest_files (batch_id, position);
+
+-- Added after the first release: each statement is idempotent.
+-- revision: grows with every change of the row; the Redis view keeps an entry only when it is
+-- newer than the one it holds, so a rebuild from an older snapshot never overwrites news.
+CREATE SEQUENCE IF NOT EXISTS ingest_file_revision;
+ALTER TABLE ingest_files
+    ADD COLUMN IF NOT EXISTS revision bigint NOT NULL DEFAULT nextval('ingest_file_revision'),
+    -- the upload time of the object version seen first (seen_etag), kept for every later
+    -- event, retry or reconcile of that version: one source of truth per version
+    ADD COLUMN IF NOT EXISTS seen_etag text,
+    ADD COLUMN IF NOT EXISTS seen_at timestamptz,
+    -- transient failures of the version transient_etag, so a file that keeps failing for a
+    -- reason nobody foresaw ends FAILED instead of blocking the sender's queue for ever
+    ADD COLUMN IF NOT EXISTS transient_etag text,
+    ADD COLUMN IF NOT EXISTS transient_failures integer NOT NULL DEFAULT 0;
+
+CREATE OR REPLACE FUNCTION ingest_next_revision() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.revision := nextval('ingest_file_revision');
+    RETURN NEW;
+END $$;
+CREATE OR REPLACE TRIGGER ingest_files_revision BEFORE UPDATE ON ingest_files
+    FOR EACH ROW EXECUTE FUNCTION ingest_next_revision();
+
+-- Which dates of which ticker each loaded file version holds, at its upload time. An unchanged
+-- row is never rewritten (no tuple, no WAL), so its stored uploaded_at may be older than the
+-- newest version holding it: this coverage tells an older upload processed later that a newer
+-- one holds the date, whether or not the newer one rewrote it.
+CREATE TABLE IF NOT EXISTS ingest_coverage (
+    ticker_id integer NOT NULL REFERENCES tickers (id),
+    uploaded_at timestamptz NOT NULL,
+    object_key text NOT NULL,
+    etag text NOT NULL,
+    dates datemultirange NOT NULL,
+    PRIMARY KEY (ticker_id, uploaded_at, object_key, etag)
+);

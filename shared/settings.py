@@ -44,7 +44,16 @@ class Settings(BaseSettings):
 
     process_file_url: str = ""
     event_grace_seconds: float = Field(default=30.0, ge=0)
-    processing_lease_seconds: float = Field(default=900.0, gt=0)
+    # How long a duplicate event waits for the worker loading its file before answering 503.
+    lock_wait_seconds: float = Field(default=10.0, ge=0)
+    # Transient failures of one object version before the file is failed with the last cause.
+    max_transient_attempts: int = Field(default=5, ge=1)
+    # How far an event's eventTime may lie from the object's Last-Modified and still be used.
+    clock_skew_seconds: float = Field(default=2.0, ge=0)
+    # How often a batch's Redis view is checked against the ledger while the batch is open.
+    view_check_seconds: float = Field(default=5.0, gt=0)
+    # Records one notification may carry (MinIO sends one per request).
+    max_notification_records: int = Field(default=100, ge=1)
     duckdb_memory_limit: str = "160MB"
     duckdb_threads: int = Field(default=1, ge=1)
 

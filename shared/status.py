@@ -1,10 +1,11 @@
 """Status use cases: the batch's progress (from the Redis view, rebuilt from the ledger when
-missing) and retry of failed files."""
+missing or due for a check) and retry of failed files."""
 
 import json
 import logging
 import time
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from . import batch_view, database, storage
@@ -18,32 +19,67 @@ STATUS_CACHE_BATCHES = 1000
 log = logging.getLogger("ingest")
 
 
+FINAL_STATES = ("COMPLETED", "PARTIAL", "FAILED")
+
+
+@dataclass(frozen=True)
+class _Answer:
+    version: str | None
+    built: float
+    final: bool
+    encoded: bytes
+
+
 def batch_status(clients: Clients, batch_id: str) -> bytes:
     """The batch's progress as JSON; while its view has not changed, the answer encoded last
-    time (pollers of one batch share it, and encoding is most of an answer's cost)."""
-    version = batch_view.version(clients.redis, clients.settings.redis_key_prefix, batch_id)
+    time (pollers of one batch share it, and encoding is most of an answer's cost).
+
+    While the batch is open its view is compared with the ledger every VIEW_CHECK_SECONDS:
+    a view write lost to a Redis outage, or files Redis never heard of, are healed then."""
+    prefix = clients.settings.redis_key_prefix
+    version, checked_at = batch_view.freshness(clients.redis, prefix, batch_id)
+    due = _check_due(clients, checked_at)
     cached = clients.status_cache.get(batch_id)
     if (
-        version is not None
-        and cached
-        and cached[0] == version
-        and time.monotonic() - cached[1] < STATUS_CACHE_SECONDS
+        isinstance(cached, _Answer)
+        and version is not None
+        and cached.version == version
+        and (cached.final or not due)
+        and time.monotonic() - cached.built < STATUS_CACHE_SECONDS
     ):
-        return cached[2]
-    encoded = json.dumps(_build_status(clients, batch_id), separators=(",", ":")).encode()
+        return cached.encoded
+    status = _build_status(clients, batch_id)
+    if due and status["status"] not in FINAL_STATES:
+        _rebuild(clients, batch_id)
+        status = _build_status(clients, batch_id)
+    version, _ = batch_view.freshness(clients.redis, prefix, batch_id)
+    encoded = json.dumps(status, separators=(",", ":")).encode()
     if len(clients.status_cache) >= STATUS_CACHE_BATCHES:
         clients.status_cache.clear()
-    clients.status_cache[batch_id] = (version, time.monotonic(), encoded)
+    final = status["status"] in FINAL_STATES
+    clients.status_cache[batch_id] = _Answer(version, time.monotonic(), final, encoded)
     return encoded
+
+
+def _check_due(clients: Clients, checked_at: str | None) -> bool:
+    if checked_at is None:
+        return True
+    checked = datetime.fromisoformat(checked_at.replace("Z", "+00:00"))
+    age = datetime.now(UTC) - checked
+    return age.total_seconds() >= clients.settings.view_check_seconds
+
+
+def _rebuild(clients: Clients, batch_id: str) -> None:
+    """Write the ledger's snapshot of the batch into the view (newer entries are kept)."""
+    batch = database.require_batch(clients.pool, batch_id)
+    batch_view.put_batch(clients.redis, clients.settings.redis_key_prefix, batch)
 
 
 def _build_status(clients: Clients, batch_id: str) -> dict[str, Any]:
     settings = clients.settings
     view = batch_view.read_batch(clients.redis, settings.redis_key_prefix, batch_id)
     if view is None or "createdAt" not in view[0]:
-        batch_view.put_batch(
-            clients.redis, settings.redis_key_prefix, database.require_batch(clients.pool, batch_id)
-        )
+        _rebuild(clients, batch_id)
         view = batch_view.read_batch(clients.redis, settings.redis_key_prefix, batch_id)
         assert view is not None
     meta, entries = view
@@ -75,13 +111,9 @@ def _build_status(clients: Clients, batch_id: str) -> dict[str, Any]:
 
 def retry_failed(clients: Clients, batch_id: str) -> dict[str, Any]:
     """Process the batch's failed files again from the stored objects."""
-    batch = database.require_batch(clients.pool, batch_id)
+    database.require_batch(clients.pool, batch_id)
     retried = database.reset_failed(clients.pool, batch_id)
-    batch_view.put_batch(
-        clients.redis,
-        clients.settings.redis_key_prefix,
-        database.require_batch(clients.pool, batch.batch_id),
-    )
+    _rebuild(clients, batch_id)
     hand_over(clients, (f.object_key for f in retried))
     return {"batchId": batch_id, "retried": len(retried)}
 

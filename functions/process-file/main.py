@@ -10,19 +10,24 @@ import flask
 import functions_framework
 
 from shared.clients import get_clients
-from shared.events import parse_notification
+from shared.events import ObjectCreated, parse_notification
 from shared.http import Api, Call, Reply, Route, json_errors, serve
 from shared.observability import instrument
-from shared.process import handle_uploads, record_dead_letter
+from shared.process import handle_uploads, record_dead_letter, remove_stale_workdirs
+
+
+def _uploads(call: Call) -> list[ObjectCreated]:
+    limit = get_clients().settings.max_notification_records
+    return parse_notification(dict(call.request.headers), call.body, limit)
 
 
 def _notification(call: Call) -> Reply:
-    handle_uploads(get_clients(), parse_notification(dict(call.request.headers), call.body))
+    handle_uploads(get_clients(), _uploads(call))
     return Reply(status=204)
 
 
 def _dead_letter(call: Call) -> Reply:
-    uploads = parse_notification(dict(call.request.headers), call.body)
+    uploads = _uploads(call)
     cause = call.request.headers.get("ce-knativeerrorcode", "unknown")
     record_dead_letter(get_clients(), uploads, f"last answer: {cause}")
     return Reply(status=204)
@@ -36,6 +41,7 @@ API = Api(
 
 json_errors(flask.current_app)
 instrument(flask.current_app)
+remove_stale_workdirs()  # what a killed predecessor in this container left behind
 
 
 @functions_framework.http
