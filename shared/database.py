@@ -1,5 +1,6 @@
 """Every SQL statement of the project: schema, the file ledger and the set-based load."""
 
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -25,6 +26,7 @@ from .reader import ParsedFile
 from .settings import Settings
 
 COPY_CHUNK_BYTES = 1 << 20
+LOCK_POLL_SECONDS = 0.25
 T = TypeVar("T")
 _FILE_COLUMNS = (
     "object_key, batch_id, file_name, status, ticker_hint, etag, rows_loaded, rows_rejected,"
@@ -96,7 +98,7 @@ def add_files(
     with transaction(pool) as conn:
         if new_batch:
             conn.execute(
-                "INSERT INTO ingest_batches (id, expires_at) VALUES (%s, %s)",
+                "INSERT INTO ingest_batches (id, expires_at, presigned) VALUES (%s, %s, true)",
                 (batch_id, expires_at),
             )
         row = conn.execute(
@@ -165,7 +167,7 @@ def ensure_file(
             "INSERT INTO ingest_batches (id, expires_at) VALUES (%s, %s) ON CONFLICT DO NOTHING",
             (batch_id, expires_at),
         )
-        if _is_final(conn, batch_id):
+        if _is_final(conn, batch_id, presigned_only=True):
             return None
         conn.execute(
             "WITH slot AS (UPDATE ingest_batches SET file_count = file_count + 1"
@@ -177,12 +179,15 @@ def ensure_file(
         return _file(conn, object_key)
 
 
-def _is_final(conn: psycopg.Connection[Any], batch_id: str) -> bool:
-    """Whether the batch has files and every one of them is finished."""
+def _is_final(conn: psycopg.Connection[Any], batch_id: str, presigned_only: bool = False) -> bool:
+    """Whether the batch has files and every one of them is finished (with presigned_only:
+    and the batch was made by presign; a batch of objects written straight to the bucket
+    takes files as they come)."""
     row = conn.execute(
         "SELECT count(*) > 0 AND bool_and(status IN ('COMPLETED', 'FAILED'))"
+        " AND (NOT %s OR (SELECT presigned FROM ingest_batches WHERE id = %s))"
         " FROM ingest_files WHERE batch_id = %s",
-        (batch_id,),
+        (presigned_only, batch_id, batch_id),
     ).fetchone()
     return bool(row and row[0])
 
@@ -206,24 +211,31 @@ def version_time(pool: ConnectionPool, object_key: str, etag: str, candidate: da
 def file_lock(pool: ConnectionPool, object_key: str, wait_seconds: float) -> Iterator[None]:
     """Hold the file for this process: a session advisory lock on a connection of its own.
     PostgreSQL frees it when that connection ends, however the holder died; BusyError when
-    another holder keeps it longer than wait_seconds."""
+    another holder keeps it longer than wait_seconds. A waiter holds no connection between
+    its tries, so duplicates waiting for a long load never starve the pool it needs."""
+    deadline = time.monotonic() + wait_seconds
     try:
-        with pool.connection() as conn:
-            try:
-                with conn.transaction():
-                    conn.execute(
-                        "SELECT set_config('lock_timeout', %s, true)",
-                        (f"{max(1, int(wait_seconds * 1000))}ms",),
-                    )
-                    conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (object_key,))
-            except psycopg.errors.LockNotAvailable:
-                raise BusyError(f"{object_key} is being processed by another worker") from None
-            try:
-                yield
-            finally:
-                _unlock(conn, object_key)
+        while True:
+            with pool.connection() as conn:
+                if _try_lock(conn, object_key):
+                    try:
+                        yield
+                    finally:
+                        _unlock(conn, object_key)
+                    return
+            if time.monotonic() >= deadline:
+                raise BusyError(f"{object_key} is being processed by another worker")
+            time.sleep(LOCK_POLL_SECONDS)
     except (psycopg.OperationalError, PoolTimeout) as error:
         raise TransientError(f"PostgreSQL unavailable: {type(error).__name__}") from error
+
+
+def _try_lock(conn: psycopg.Connection[Any], object_key: str) -> bool:
+    with conn.transaction():
+        row = conn.execute(
+            "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (object_key,)
+        ).fetchone()
+    return bool(row and row[0])
 
 
 def _unlock(conn: psycopg.Connection[Any], object_key: str) -> None:

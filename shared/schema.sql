@@ -65,6 +65,10 @@ ALTER TABLE ingest_files
     ADD COLUMN IF NOT EXISTS transient_etag text,
     ADD COLUMN IF NOT EXISTS transient_failures integer NOT NULL DEFAULT 0;
 
+-- presigned: made by presign (a batch of objects written straight to the bucket is not); a
+-- finished presigned batch takes no files nobody presigned
+ALTER TABLE ingest_batches ADD COLUMN IF NOT EXISTS presigned boolean NOT NULL DEFAULT false;
+
 CREATE OR REPLACE FUNCTION ingest_next_revision() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     NEW.revision := nextval('ingest_file_revision');
