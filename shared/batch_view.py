@@ -1,7 +1,8 @@
 """The Redis layout: a fast, rebuildable view of each batch for the progress bar.
 
     <prefix>batch:<id>        hash  createdAt, expiresAt, updatedAt, checkedAt (last compared
-                                    with the ledger), version (bumped on every change)
+                                    with the ledger), version (bumped on every change), owner
+                                    (the creating token's caller id, when there is one)
     <prefix>batch:<id>:files  hash  objectKey -> JSON file entry, with the ledger's revision
 
 PostgreSQL's ledger is the authority. An entry is replaced only by one of a higher revision (a
@@ -65,6 +66,7 @@ def put_batch(client: redis.Redis, prefix: str, batch: BatchRecord) -> None:
         "createdAt": _iso(batch.created_at),
         "expiresAt": _iso(batch.expires_at),
         "checkedAt": _iso(datetime.now(UTC)),
+        **({"owner": batch.owner} if batch.owner else {}),
     }
 
     def write() -> None:
@@ -89,12 +91,15 @@ def put_file(client: redis.Redis, prefix: str, batch_id: str, file: Entry) -> No
     _guard(write)
 
 
-def freshness(client: redis.Redis, prefix: str, batch_id: str) -> tuple[str | None, str | None]:
-    """(version, checkedAt): one cheap read to tell whether a cached answer is still right and
-    whether the view is due to be compared with the ledger."""
-    values = _guard(lambda: client.hmget(_batch_key(prefix, batch_id), ["version", "checkedAt"]))
-    version, checked = (v.decode() if isinstance(v, bytes) else v for v in values)
-    return version, checked
+def freshness(
+    client: redis.Redis, prefix: str, batch_id: str
+) -> tuple[str | None, str | None, str | None]:
+    """(version, checkedAt, owner): one cheap read to tell whether a cached answer is still
+    right, whether the view is due to be compared with the ledger, and who may read it."""
+    fields = ["version", "checkedAt", "owner"]
+    values = _guard(lambda: client.hmget(_batch_key(prefix, batch_id), fields))
+    version, checked, owner = (v.decode() if isinstance(v, bytes) else v for v in values)
+    return version, checked, owner
 
 
 def read_batch(

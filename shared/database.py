@@ -88,6 +88,7 @@ def add_files(
     pool: ConnectionPool,
     batch_id: str,
     new_batch: bool,
+    owner: str | None,
     expires_at: datetime,
     max_files: int,
     new_file: Callable[[int, T], NewFile],
@@ -98,16 +99,17 @@ def add_files(
     with transaction(pool) as conn:
         if new_batch:
             conn.execute(
-                "INSERT INTO ingest_batches (id, expires_at, presigned) VALUES (%s, %s, true)",
-                (batch_id, expires_at),
+                "INSERT INTO ingest_batches (id, expires_at, presigned, owner)"
+                " VALUES (%s, %s, true, %s)",
+                (batch_id, expires_at, owner),
             )
         row = conn.execute(
-            "SELECT file_count, created_at FROM ingest_batches WHERE id = %s FOR UPDATE",
+            "SELECT file_count, created_at, owner FROM ingest_batches WHERE id = %s FOR UPDATE",
             (batch_id,),
         ).fetchone()
         if row is None:
             raise NotFoundError("BATCH_NOT_FOUND", f"Batch {batch_id} does not exist.")
-        first, created_at = int(row[0]), row[1]
+        first, created_at, batch_owner = int(row[0]), row[1], row[2]
         if not new_batch and _is_final(conn, batch_id):
             raise ConflictError(
                 "BATCH_FINAL",
@@ -135,6 +137,7 @@ def add_files(
         created_at=created_at,
         updated_at=created_at,
         expires_at=expires[0] if expires else expires_at,
+        owner=batch_owner,
         files=[
             FileRecord(
                 object_key=f.object_key,
@@ -470,7 +473,8 @@ def require_batch(pool: ConnectionPool, batch_id: str) -> BatchRecord:
 def get_batch(pool: ConnectionPool, batch_id: str) -> BatchRecord | None:
     with transaction(pool) as conn, conn.cursor(row_factory=dict_row) as cur:
         batch = cur.execute(
-            "SELECT b.id, b.created_at, b.expires_at, greatest(b.created_at, max(f.updated_at))"
+            "SELECT b.id, b.created_at, b.expires_at, b.owner,"
+            " greatest(b.created_at, max(f.updated_at))"
             " AS updated_at FROM ingest_batches b LEFT JOIN ingest_files f ON f.batch_id = b.id"
             " WHERE b.id = %s GROUP BY b.id",
             (batch_id,),
@@ -487,6 +491,7 @@ def get_batch(pool: ConnectionPool, batch_id: str) -> BatchRecord | None:
         updated_at=batch["updated_at"],
         expires_at=batch["expires_at"],
         files=[FileRecord(**row) for row in rows],
+        owner=batch["owner"],
     )
 
 

@@ -18,6 +18,7 @@ import flask
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
+from .access import caller_id
 from .errors import (
     AuthError,
     BadNotificationError,
@@ -41,6 +42,7 @@ class Call:
     request: flask.Request
     params: dict[str, str]
     body: bytes
+    caller: str | None = None  # access.caller_id of the API token the request carried
 
     def json(self) -> dict[str, Any]:
         """The body as a JSON object; anything else is the caller's mistake (400)."""
@@ -113,9 +115,10 @@ def serve(api: Api, request: flask.Request, settings: Settings) -> flask.Respons
     if request.method == "GET" and path == "/openapi.json" and api.auth == "api":
         return _response(openapi_document(), 200, cors)
     try:
-        _authorize(request, _tokens(api, settings))
+        caller = _authorize(request, _tokens(api, settings))
         route, params = _route(api.routes, request.method, path)
-        reply = route.handler(Call(request, params, _body(request, settings.max_request_bytes)))
+        body = _body(request, settings.max_request_bytes)
+        reply = route.handler(Call(request, params, body, caller))
     except Exception as error:  # every failure gets its answer from the table
         return _failure(error, cors)
     headers = {**cors, **reply.headers}
@@ -153,12 +156,15 @@ def openapi_document() -> Any:
     return json.loads(files("shared").joinpath("openapi.json").read_text())
 
 
-def token_matches(request: flask.Request, tokens: Iterable[str]) -> bool:
-    """Whether the request carries `Authorization: Bearer <one of tokens>`, compared in
-    constant time against every token."""
+def matching_token(request: flask.Request, tokens: Iterable[str]) -> str | None:
+    """The token of `tokens` the request carries as `Authorization: Bearer <token>`, compared
+    in constant time against every one."""
     scheme, _, supplied = request.headers.get("Authorization", "").partition(" ")
-    matches = [hmac.compare_digest(supplied.encode(), token.encode()) for token in tokens]
-    return scheme.lower() == "bearer" and bool(supplied) and any(matches)
+    found = None
+    for token in tokens:
+        if hmac.compare_digest(supplied.encode(), token.encode()):
+            found = token
+    return found if scheme.lower() == "bearer" and supplied else None
 
 
 def _tokens(api: Api, settings: Settings) -> tuple[str, ...] | None:
@@ -169,9 +175,14 @@ def _tokens(api: Api, settings: Settings) -> tuple[str, ...] | None:
     return None if settings.auth_disabled else settings.api_tokens
 
 
-def _authorize(request: flask.Request, tokens: tuple[str, ...] | None) -> None:
-    if tokens is not None and not token_matches(request, tokens):
+def _authorize(request: flask.Request, tokens: tuple[str, ...] | None) -> str | None:
+    """The caller's id (None where no token is checked); AuthError without a valid token."""
+    if tokens is None:
+        return None
+    token = matching_token(request, tokens)
+    if token is None:
         raise AuthError()
+    return caller_id(token)
 
 
 def _route(routes: Sequence[Route], method: str, path: str) -> tuple[Route, dict[str, str]]:

@@ -72,3 +72,4 @@ class BatchRecord:
     updated_at: datetime
     expires_at: datetime
     files: list[FileRecord]
+    owner: str | None = None

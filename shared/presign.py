@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import PurePosixPath
 from typing import Any
 
-from . import batch_view, database, keys, observability, storage
+from . import access, batch_view, database, keys, observability, storage
 from .clients import Clients
 from .dispatch import hand_over
 from .errors import RequestError, TransientError
@@ -19,7 +19,7 @@ log = logging.getLogger("ingest")
 UPLOAD_CONTENT_TYPE = "text/csv"
 
 
-def presign(clients: Clients, body: PresignRequest) -> dict[str, Any]:
+def presign(clients: Clients, body: PresignRequest, caller: str | None = None) -> dict[str, Any]:
     settings = clients.settings
     if len(body.files) > settings.max_files_per_batch:
         raise RequestError(
@@ -33,10 +33,13 @@ def presign(clients: Clients, body: PresignRequest) -> dict[str, Any]:
     expires_at = datetime.now(UTC).replace(microsecond=0) + timedelta(
         seconds=settings.presign_expiry_seconds
     )
+    if body.batch_id is not None:
+        access.require_batch(clients, body.batch_id, caller)
     added = database.add_files(
         clients.pool,
         batch_id,
         body.batch_id is None,
+        caller,
         expires_at,
         settings.max_files_per_batch,
         lambda position, spec: _new_file(batch_id, position, spec),
@@ -117,9 +120,11 @@ def _new_file(batch_id: str, position: int, spec: FileSpec) -> NewFile:
     )
 
 
-def process_landed(clients: Clients, body: ProcessRequest) -> dict[str, Any]:
+def process_landed(
+    clients: Clients, body: ProcessRequest, caller: str | None = None
+) -> dict[str, Any]:
     """Process listed objects that landed but whose event never arrived (never twice)."""
-    batch = database.require_batch(clients.pool, body.batch_id)
+    batch = access.require_batch(clients, body.batch_id, caller)
     wanted = set(body.object_keys)
     waiting = [
         f.object_key

@@ -68,6 +68,8 @@ ALTER TABLE ingest_files
 -- presigned: made by presign (a batch of objects written straight to the bucket is not); a
 -- finished presigned batch takes no files nobody presigned
 ALTER TABLE ingest_batches ADD COLUMN IF NOT EXISTS presigned boolean NOT NULL DEFAULT false;
+-- owner: shared.access.caller_id of the API token that created the batch
+ALTER TABLE ingest_batches ADD COLUMN IF NOT EXISTS owner text;
 
 CREATE OR REPLACE FUNCTION ingest_next_revision() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN

@@ -32,6 +32,8 @@ class Settings(BaseSettings):
 
     api_tokens: CommaList = ()
     auth_disabled: bool = False
+    # A batch answers only the API token that created it (others get 404).
+    token_scoped_batches: bool = False
     webhook_token: str = ""
     cors_origins: CommaList = ()
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from . import batch_view, database, storage
+from . import access, batch_view, database, storage
 from .clients import Clients, get_clients
 from .dispatch import hand_over
 
@@ -30,14 +30,18 @@ class _Answer:
     encoded: bytes
 
 
-def batch_status(clients: Clients, batch_id: str) -> bytes:
+def batch_status(clients: Clients, batch_id: str, caller: str | None = None) -> bytes:
     """The batch's progress as JSON; while its view has not changed, the answer encoded last
     time (pollers of one batch share it, and encoding is most of an answer's cost).
 
     While the batch is open its view is compared with the ledger every VIEW_CHECK_SECONDS:
     a view write lost to a Redis outage, or files Redis never heard of, are healed then."""
     prefix = clients.settings.redis_key_prefix
-    version, checked_at = batch_view.freshness(clients.redis, prefix, batch_id)
+    version, checked_at, owner = batch_view.freshness(clients.redis, prefix, batch_id)
+    if version is None:  # no view: the ledger decides whether the batch exists for the caller
+        access.require_batch(clients, batch_id, caller)
+    else:
+        access.check_owner(clients.settings, batch_id, owner, caller)
     due = _check_due(clients, checked_at)
     cached = clients.status_cache.get(batch_id)
     if (
@@ -52,7 +56,7 @@ def batch_status(clients: Clients, batch_id: str) -> bytes:
     if due and status["status"] not in FINAL_STATES:
         _rebuild(clients, batch_id)
         status = _build_status(clients, batch_id)
-    version, _ = batch_view.freshness(clients.redis, prefix, batch_id)
+    version = batch_view.freshness(clients.redis, prefix, batch_id)[0]
     encoded = json.dumps(status, separators=(",", ":")).encode()
     if len(clients.status_cache) >= STATUS_CACHE_BATCHES:
         clients.status_cache.clear()
@@ -109,9 +113,9 @@ def _build_status(clients: Clients, batch_id: str) -> dict[str, Any]:
     }
 
 
-def retry_failed(clients: Clients, batch_id: str) -> dict[str, Any]:
+def retry_failed(clients: Clients, batch_id: str, caller: str | None = None) -> dict[str, Any]:
     """Process the batch's failed files again from the stored objects."""
-    database.require_batch(clients.pool, batch_id)
+    access.require_batch(clients, batch_id, caller)
     retried = database.reset_failed(clients.pool, batch_id)
     _rebuild(clients, batch_id)
     hand_over(clients, (f.object_key for f in retried))

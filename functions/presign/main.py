@@ -12,12 +12,12 @@ from shared.observability import instrument
 
 def _presign(call: Call) -> Reply:
     body = PresignRequest.model_validate(call.json())
-    return Reply(use_cases.presign(get_clients(), body))
+    return Reply(use_cases.presign(get_clients(), body, call.caller))
 
 
 def _process(call: Call) -> Reply:
     body = ProcessRequest.model_validate(call.json())
-    return Reply(use_cases.process_landed(get_clients(), body))
+    return Reply(use_cases.process_landed(get_clients(), body, call.caller))
 
 
 API = Api(

@@ -10,11 +10,12 @@ from shared.observability import instrument
 
 
 def _status(call: Call) -> Reply:
-    return Reply(use_cases.batch_status(get_clients(), call.params["batch_id"]))
+    return Reply(use_cases.batch_status(get_clients(), call.params["batch_id"], call.caller))
 
 
 def _retry(call: Call) -> Reply:
-    return Reply(use_cases.retry_failed(get_clients(), call.params["batch_id"]), 202)
+    batch_id = call.params["batch_id"]
+    return Reply(use_cases.retry_failed(get_clients(), batch_id, call.caller), 202)
 
 
 API = Api(
