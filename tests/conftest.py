@@ -2,56 +2,42 @@
 
 Addresses come from TEST_DATABASE_URL / TEST_REDIS_URL (defaults: the local servers); every
 test session gets its own database, key prefix and bucket, so runs never see each other's data.
-A missing service fails the run loudly: nothing here is skipped.
+Every test that uses one of these services is marked `services`. A service that is absent skips
+those tests with the reason on a developer's machine, and fails them when `CI` is set.
 """
 
 import os
 import secrets
-import socket
 from collections.abc import Iterator
-from pathlib import Path
+from typing import NoReturn
 
 import psycopg
 import pytest
 import redis
 from minio import Minio
-from moto.server import ThreadedMotoServer
 
+from devstack.processes import free_port
 from shared import storage
 from shared.clients import Clients, get_clients
 from shared.database import migrate
 from shared.settings import Settings
+from tests.support.env import API_TOKEN, CONTRACT_VARIABLES
 
-CONTRACT_VARIABLES = (
-    "DATABASE_URL",
-    "DATABASE_SCHEMA",
-    "REDIS_URL",
-    "REDIS_KEY_PREFIX",
-    "S3_ENDPOINT",
-    "S3_PUBLIC_ENDPOINT",
-    "S3_ACCESS_KEY",
-    "S3_SECRET_KEY",
-    "S3_REGION",
-    "S3_BUCKET",
-    "API_TOKENS",
-    "AUTH_DISABLED",
-    "WEBHOOK_TOKEN",
-    "CORS_ORIGINS",
-    "MAX_FILES_PER_BATCH",
-    "MAX_FILE_BYTES",
-    "ALLOWED_EXTENSIONS",
-    "PROCESS_FILE_URL",
-    "MAX_REQUEST_BYTES",
-)
-EVENTS = Path(__file__).parent / "events"
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples" / "real"
-API_TOKEN = "test-token-" + secrets.token_hex(8)
+SERVICE_FIXTURES = frozenset({"database_url", "redis_url", "s3_endpoint"})
+_SETTINGS_NAMES = frozenset(name.lower() for name in CONTRACT_VARIABLES)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVICE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.services)
+
+
+def unavailable(reason: str) -> NoReturn:
+    """Skip (a developer's machine) or fail (CI) the test needing an absent service."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI is set: the services are required)", pytrace=False)
+    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")
@@ -62,7 +48,7 @@ def database_url() -> Iterator[str]:
         with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
     except psycopg.OperationalError as error:
-        pytest.fail(f"PostgreSQL is required for the tests ({admin}): {error}")
+        unavailable(f"PostgreSQL is not reachable at {admin} (TEST_DATABASE_URL): {error}")
     url = psycopg.conninfo.make_conninfo(admin, dbname=name)
     with psycopg.connect(url, autocommit=True) as conn:
         migrate(conn, "public")
@@ -77,7 +63,7 @@ def redis_url() -> Iterator[str]:
     try:
         redis.Redis.from_url(url, socket_connect_timeout=5).ping()
     except redis.exceptions.ConnectionError as error:
-        pytest.fail(f"Redis is required for the tests ({url}): {error}")
+        unavailable(f"Redis is not reachable at {url} (TEST_REDIS_URL): {error}")
     yield url
 
 
@@ -92,6 +78,10 @@ def redis_prefix(redis_url: str) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
+    try:
+        from moto.server import ThreadedMotoServer
+    except ImportError as error:
+        unavailable(f"moto's S3 server is not installed (the `local` extra): {error}")
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
@@ -129,9 +119,11 @@ def environment(
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The developer's shell never leaks into a test, nor one test's clients into the next."""
-    for name in CONTRACT_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
+    """The developer's shell never leaks into a test (no variable Settings reads, in any case),
+    nor one test's clients into the next."""
+    for name in list(os.environ):
+        if name.lower() in _SETTINGS_NAMES:
+            monkeypatch.delenv(name)
     get_clients.cache_clear()
     yield
     get_clients.cache_clear()

@@ -3,10 +3,10 @@ from datetime import UTC, datetime
 
 import pytest
 
+from devstack.client import binary_cloudevent, minio_webhook, structured_cloudevent
 from shared.errors import BadNotificationError
 from shared.events import minio_notification, parse_notification
-from tests.conftest import EVENTS
-from tests.helpers import binary_cloudevent, raw_webhook, structured_cloudevent
+from tests.support.env import EVENTS
 
 WHEN = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
@@ -16,7 +16,7 @@ def _minio_fixture() -> dict[str, object]:
 
 
 def test_real_minio_webhook_body_is_read() -> None:
-    headers, body = raw_webhook(_minio_fixture())
+    headers, body = minio_webhook(_minio_fixture())
     [upload] = parse_notification(headers, body)
     assert (upload.bucket, upload.key, upload.etag, upload.size) == (
         "test-bucket",
@@ -29,12 +29,12 @@ def test_real_minio_webhook_body_is_read() -> None:
 
 def test_escaped_keys_are_decoded() -> None:
     key = "uploads/b_1/0001_INFY Historical Data+x's.csv"
-    headers, body = raw_webhook(minio_notification("bkt", key, "e1", 10, WHEN))
+    headers, body = minio_webhook(minio_notification("bkt", key, "e1", 10, WHEN))
     assert "%2F" in body.decode() and "+" in body.decode()
     assert parse_notification(headers, body)[0].key == key
 
 
-@pytest.mark.parametrize("form", [binary_cloudevent, structured_cloudevent, raw_webhook])
+@pytest.mark.parametrize("form", [binary_cloudevent, structured_cloudevent, minio_webhook])
 def test_every_form_gives_the_same_upload(form: object) -> None:
     notification = minio_notification("bkt", "uploads/b_1/0000_A.csv", "e1", 10, WHEN)
     headers, body = form(notification)  # type: ignore[operator]
@@ -60,7 +60,7 @@ def test_binary_cloudevent_headers_are_case_insensitive() -> None:
 def test_non_upload_events_are_dropped(name: str) -> None:
     notification = minio_notification("b", "uploads/x/y.csv", "e", 1, WHEN)
     notification["Records"][0]["eventName"] = name
-    assert parse_notification(*raw_webhook(notification)) == []
+    assert parse_notification(*minio_webhook(notification)) == []
 
 
 @pytest.mark.parametrize(
@@ -70,12 +70,12 @@ def test_non_upload_events_are_dropped(name: str) -> None:
 def test_upload_event_names_are_accepted(name: str) -> None:
     notification = minio_notification("b", "uploads/x/y.csv", "e", 1, WHEN)
     notification["Records"][0]["eventName"] = name
-    assert len(parse_notification(*raw_webhook(notification))) == 1
+    assert len(parse_notification(*minio_webhook(notification))) == 1
 
 
 def test_notification_without_records_is_empty() -> None:
-    assert parse_notification(*raw_webhook({"EventName": "s3:TestEvent", "Records": []})) == []
-    assert parse_notification(*raw_webhook({"Records": []})) == []
+    assert parse_notification(*minio_webhook({"EventName": "s3:TestEvent", "Records": []})) == []
+    assert parse_notification(*minio_webhook({"Records": []})) == []
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,102 @@
+"""The status use cases against the real services: progress from the Redis view (rebuilt from
+the ledger when lost), batch states, and retry of failed files."""
+
+import json
+from typing import Any
+
+import pytest
+import redis
+
+from shared import database
+from shared.clients import Clients
+from shared.errors import NotFoundError
+from shared.models import PresignRequest
+from shared.presign import presign
+from shared.process import process_object
+from shared.status import batch_status, retry_failed
+from tests.support.apps import put_object
+from tests.support.reading import HEADER
+
+GOOD = (HEADER + "2024-01-02,1,2,1,2,3\n2024-01-03,1,2,1,2,3\n").encode()
+BAD = b"Date,Open\n2024-01-02,1\n"
+
+
+def _batch(clients: Clients, environment: dict[str, str], *bodies: bytes) -> tuple[str, list[str]]:
+    """A presigned batch of one file a body, each stored and processed; (batch id, keys)."""
+    files = [{"name": f"ST{n}.csv"} for n in range(len(bodies))]
+    answer = presign(clients, PresignRequest.model_validate({"files": files}))
+    keys = [u["objectKey"] for u in answer["uploadUrls"]]
+    for key, body in zip(keys, bodies, strict=True):
+        if body:
+            put_object(environment, key, body)
+            process_object(clients, key)
+    return answer["batchId"], keys
+
+
+def _status(clients: Clients, batch_id: str) -> dict[str, Any]:
+    return dict(json.loads(batch_status(clients, batch_id)))
+
+
+@pytest.mark.parametrize(
+    ("bodies", "state", "progress"),
+    [
+        ((b"", b""), "PENDING", 0.0),
+        ((GOOD, b""), "PROCESSING", 50.0),
+        ((GOOD, GOOD), "COMPLETED", 100.0),
+        ((BAD, BAD), "FAILED", 100.0),
+        ((GOOD, BAD), "PARTIAL", 100.0),
+    ],
+)
+def test_batch_state_follows_its_files(
+    clients: Clients,
+    environment: dict[str, str],
+    bodies: tuple[bytes, ...],
+    state: str,
+    progress: float,
+) -> None:
+    batch_id, _ = _batch(clients, environment, *bodies)
+    status = _status(clients, batch_id)
+    assert (status["status"], status["progress"], status["total"]) == (state, progress, 2)
+    assert status["queue"]["waiting"] == sum(1 for body in bodies if not body)
+
+
+def test_status_is_rebuilt_from_the_ledger_when_redis_lost_it(
+    clients: Clients, environment: dict[str, str]
+) -> None:
+    batch_id, _ = _batch(clients, environment, GOOD)
+    before = _status(clients, batch_id)
+    client = redis.Redis.from_url(environment["REDIS_URL"])
+    for key in client.scan_iter(f"{environment['REDIS_KEY_PREFIX']}batch:{batch_id}*"):
+        client.delete(key)
+    clients.status_cache.clear()
+    after = _status(clients, batch_id)
+    assert after["status"] == "COMPLETED" and after["files"] == before["files"]
+    assert after["rowsLoaded"] == 2 and after["files"][0]["tickers"] == ["ST0"]
+
+
+def test_rejected_rows_come_with_a_download_url(
+    clients: Clients, environment: dict[str, str]
+) -> None:
+    batch_id, _ = _batch(clients, environment, GOOD + b"2024-01-04,5,2,1,2,3\n")
+    [file] = _status(clients, batch_id)["files"]
+    assert (file["rowsLoaded"], file["rowsRejected"]) == (2, 1)
+    assert "X-Amz-Signature=" in file["rejectsUrl"]
+
+
+def test_retry_puts_failed_files_back_and_processes_them(
+    clients: Clients, environment: dict[str, str]
+) -> None:
+    batch_id, [key] = _batch(clients, environment, BAD)
+    put_object(environment, key, GOOD)
+    assert retry_failed(clients, batch_id) == {"batchId": batch_id, "retried": 1}
+    clients.background.shutdown(wait=True)
+    record = database.get_file(clients.pool, key)
+    assert record is not None and (record.status, record.rows_loaded) == ("COMPLETED", 2)
+
+
+def test_unknown_batches_are_not_found(clients: Clients) -> None:
+    for unknown in ("b_" + "0" * 26, "not-a-batch"):
+        with pytest.raises(NotFoundError):
+            batch_status(clients, unknown)
+        with pytest.raises(NotFoundError):
+            retry_failed(clients, unknown)
