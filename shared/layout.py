@@ -43,6 +43,7 @@ _CP1252 = {
     for byte in range(0x80, 0xA0)
     if byte not in (0x81, 0x8D, 0x8F, 0x90, 0x9D)
 }
+HEAD_BYTES = 65536  # what process-file reads of each object to decide its layout
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f]")
 
 
@@ -66,33 +67,47 @@ def normalise(name: str) -> str:
 
 
 def detect(head: bytes) -> Layout:
-    """Decide how to read the file from its head, or reject it with a cause the admin can act on."""
+    """Decide how to read the file from its head, or reject it with a cause the admin can act on.
+
+    Only FileRejectedError leaves: whatever the bytes, a file never fails in another way."""
+    try:
+        return _detect(head)
+    except FileRejectedError:
+        raise
+    except Exception as error:  # noqa: BLE001 - the head's content is the cause
+        raise FileRejectedError(
+            f"The file's first lines cannot be read ({type(error).__name__}: {error})."
+        ) from error
+
+
+def _detect(head: bytes) -> Layout:
+    full = len(head) >= HEAD_BYTES
     if not head:
         raise FileRejectedError("The file is empty.")
     if head.startswith(b"\xfe\xff"):
-        return _find_header(_decoded(head[2:], "utf-16-be"), "utf-8", "utf-16")
+        return _find_header(_decoded(head[2:], "utf-16-be"), "utf-8", "utf-16", head_full=full)
     if head.startswith(b"\xff\xfe"):
-        return _find_header(_decoded(head[2:], "utf-16-le"), "utf-16")
+        return _find_header(_decoded(head[2:], "utf-16-le"), "utf-16", head_full=full)
     if head.startswith(b"\xef\xbb\xbf"):
-        return _find_header(_decoded(head[3:], "utf-8"), "utf-8")
+        return _find_header(_decoded(head[3:], "utf-8"), "utf-8", head_full=full)
     if b"\x00" in head:
         raise FileRejectedError("The file is not text (it contains NUL bytes).")
     try:
-        return _find_header(_decoded(head, "utf-8"), "utf-8")
+        return _find_header(_decoded(head, "utf-8"), "utf-8", head_full=full)
     except UnicodeDecodeError:
         pass
     # Legacy encodings: the header decides between a Western single-byte code page and GBK
     # (Chinese exports); Western is tried first.
     western = _legacy_text(head)
     try:
-        return _find_header(western, "utf-8", "cp1252")
+        return _find_header(western, "utf-8", "cp1252", head_full=full)
     except FileRejectedError as error:
         try:
             chinese = _decoded(head, "gbk")
         except UnicodeDecodeError:
             raise error from None
         try:
-            return _find_header(chinese, "utf-8", "gbk")
+            return _find_header(chinese, "utf-8", "gbk", head_full=full)
         except FileRejectedError:
             raise error from None
 
@@ -129,12 +144,18 @@ def _legacy_text(data: bytes) -> str:
     return data.decode("latin-1").translate(_CP1252)
 
 
-def _find_header(text: str, encoding: str, text_encoding: str | None = None) -> Layout:
+def _find_header(
+    text: str, encoding: str, text_encoding: str | None = None, head_full: bool = False
+) -> Layout:
     """The first line (within the head) naming every required column is the header: title
     lines above it are skipped."""
     if len(_CONTROL.findall(text)) > max(2, len(text) // 100):
         raise FileRejectedError("The file is not text (it contains control characters).")
-    lines = [line.rstrip("\r") for line in text.split("\n")]
+    # CRLF, LF, CR alone or mixed: each ends a line, as for the reader (which rewrites them).
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    truncated = len(lines) > 1 and head_full
+    if truncated:  # the last line is cut by the end of the head: it is no header
+        lines = lines[:-1]
     first: tuple[int, list[str]] | None = None
     for number, line in enumerate(lines):
         if not line.strip():
@@ -149,6 +170,11 @@ def _find_header(text: str, encoding: str, text_encoding: str | None = None) -> 
         if first is None:
             first = number, missing
     if first is None:
+        if head_full and not any(line.strip() for line in lines):
+            raise FileRejectedError(
+                f"The file has no header row within its first {HEAD_BYTES // 1024} KiB"
+                " (its first line is longer than that)."
+            )
         raise FileRejectedError("The file has no header row.")
     number, missing = first
     raise FileRejectedError(
@@ -170,7 +196,10 @@ def _data_delimiter(rows: list[str], header_delimiter: str) -> str:
 
 
 def _split(line: str, delimiter: str) -> list[str]:
-    cells = next(csv.reader([line], delimiter=delimiter, skipinitialspace=True))
+    try:
+        cells = next(csv.reader([line], delimiter=delimiter, skipinitialspace=True), [])
+    except csv.Error:  # a stray quote or NUL: the plain split still names the columns
+        cells = line.split(delimiter)
     return [unicodedata.normalize("NFC", cell).strip().strip('"') for cell in cells]
 
 

@@ -2,7 +2,7 @@
 
 import hashlib
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -176,3 +176,21 @@ def _guard(call: Callable[[], T]) -> T:
         if error.code in BUSY_CODES:
             raise TransientError(f"object store busy: {error.code}") from error
         raise
+
+
+def stream(store: Minio, bucket: str, key: str, chunk_bytes: int = 1 << 20) -> Iterator[bytes]:
+    """The object's bytes, chunk by chunk (never the whole object in memory); a failure while
+    reading is a TransientError, like every other call here."""
+    response = _guard(lambda: store.get_object(bucket, key))
+    try:
+        while True:
+            try:
+                chunk = response.read(chunk_bytes)
+            except (urllib3.exceptions.HTTPError, OSError) as error:
+                raise TransientError(f"object store unavailable: {type(error).__name__}") from error
+            if not chunk:
+                return
+            yield chunk
+    finally:
+        response.close()
+        response.release_conn()
