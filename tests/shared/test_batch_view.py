@@ -45,7 +45,7 @@ def test_a_batch_written_is_read_back(view: tuple[redis.Redis, str, str]) -> Non
 def test_an_entry_is_replaced_only_by_a_newer_one(view: tuple[redis.Redis, str, str]) -> None:
     client, prefix, batch_id = view
     batch_view.put_file(client, prefix, batch_id, batch_view.entry(_record("COMPLETED", 2, 5)))
-    version, _ = batch_view.freshness(client, prefix, batch_id)
+    version = batch_view.freshness(client, prefix, batch_id)[0]
     batch_view.put_file(client, prefix, batch_id, batch_view.entry(_record("PROCESSING", 1)))
     found = batch_view.read_batch(client, prefix, batch_id)
     assert found is not None

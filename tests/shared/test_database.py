@@ -126,23 +126,35 @@ def test_migrations_can_run_again(settings: Settings) -> None:
     assert tables is not None and tables[0] >= 4
 
 
-def _new_file(batch_id: str) -> object:
+def _add(clients: Clients, batch_id: str, new: bool, *names: str) -> list[FileRecord]:
+    """Add files to a batch of at most three."""
+
     def make(position: int, name: str) -> NewFile:
         return NewFile(f"uploads/{batch_id}/{position:04d}_{name}", name, "text/csv", None, None)
 
-    return make
+    added = database.add_files(
+        clients.pool,
+        batch_id=batch_id,
+        new_batch=new,
+        owner=None,
+        expires_at=LATER,
+        max_files=3,
+        new_file=make,
+        specs=names,
+    )
+    return added.files
 
 
 def test_files_are_added_in_positions_and_a_full_batch_creates_nothing(clients: Clients) -> None:
     batch_id = new_batch_id()
-    make = _new_file(batch_id)
-    first = database.add_files(clients.pool, batch_id, True, LATER, 3, make, ["A.csv"])  # type: ignore[arg-type]
-    more = database.add_files(clients.pool, batch_id, False, LATER, 3, make, ["B.csv", "C.csv"])  # type: ignore[arg-type]
-    assert [f.position for f in first.files + more.files] == [0, 1, 2]
+    added = _add(clients, batch_id, True, "A.csv") + _add(
+        clients, batch_id, False, "B.csv", "C.csv"
+    )
+    assert [f.position for f in added] == [0, 1, 2]
     with pytest.raises(RequestError, match="at most 3"):
-        database.add_files(clients.pool, batch_id, False, LATER, 3, make, ["D.csv"])  # type: ignore[arg-type]
+        _add(clients, batch_id, False, "D.csv")
     with pytest.raises(NotFoundError):
-        database.add_files(clients.pool, new_batch_id(), False, LATER, 3, make, ["E.csv"])  # type: ignore[arg-type]
+        _add(clients, new_batch_id(), False, "E.csv")
     batch = database.get_batch(clients.pool, batch_id)
     assert batch is not None and [f.file_name for f in batch.files] == ["A.csv", "B.csv", "C.csv"]
 
