@@ -1,5 +1,5 @@
-"""scripts/bench end to end at --quick sizes: every scenario measured and reported (no timings
-are asserted), and the run's databases and Redis keys gone afterwards."""
+"""scripts/bench (devstack.bench) end to end at --quick sizes: every scenario measured and
+reported (no timings are asserted), and the run's databases and Redis keys gone afterwards."""
 
 import json
 import os
@@ -13,8 +13,8 @@ import psycopg
 import pytest
 import redis
 
-from tests.conftest import CONTRACT_VARIABLES
-from tests.helpers import ROOT
+from devstack import ROOT
+from shared.settings import Settings
 
 pytestmark = pytest.mark.e2e
 FILES, ROWS, REPEAT = 4, 200, 2
@@ -37,7 +37,8 @@ def test_quick_bench_reports_every_scenario(tmp_path: Path) -> None:
     admin = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
     redis_url = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
     prefix = f"test-bench:{secrets.token_hex(6)}:"
-    env = {k: v for k, v in os.environ.items() if k not in CONTRACT_VARIABLES}
+    settings = {name.upper() for name in Settings.model_fields}
+    env = {k: v for k, v in os.environ.items() if k not in settings}
     env.update(DATABASE_URL=admin, REDIS_URL=redis_url, REDIS_KEY_PREFIX=prefix)
     output = tmp_path / "bench.json"
 
@@ -45,7 +46,8 @@ def test_quick_bench_reports_every_scenario(tmp_path: Path) -> None:
     done = subprocess.run(
         [
             sys.executable,
-            str(ROOT / "scripts" / "bench.py"),
+            "-m",
+            "devstack.bench",
             "--quick",
             "--repeat",
             str(REPEAT),

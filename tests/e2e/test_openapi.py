@@ -14,8 +14,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from devstack.client import Client
 from shared.http import openapi_document
-from tests.conftest import API_TOKEN
+from tests.e2e.conftest import Stack
 
 pytestmark = pytest.mark.e2e
 CHECKS = [
@@ -26,36 +27,33 @@ CHECKS = [
 ]
 
 
-def test_each_function_serves_the_checked_in_document(
-    stack: tuple[dict[str, str], dict[str, str]],
-) -> None:
+def test_each_function_serves_the_checked_in_document(stack: Stack) -> None:
     _, urls = stack
     for name in ("presign", "status"):
         served = requests.get(f"{urls[name]}/function/{name}/openapi.json", timeout=10)
         assert served.status_code == 200 and served.json() == openapi_document()
 
 
-def test_live_api_matches_its_schema(stack: tuple[dict[str, str], dict[str, str]]) -> None:
-    _, urls = stack
+def test_live_api_matches_its_schema(client: Client) -> None:
+    urls, token = client.urls, client.token
     operations = [
         result.ok()
         for result in schemathesis.openapi.from_dict(openapi_document()).get_all_operations()
     ]
     assert len(operations) == 4
     for operation in operations:
-        _conforms(
-            operation, urls["status"] if operation.path.startswith("/batch") else urls["presign"]
-        )
+        base = urls["status"] if operation.path.startswith("/batch") else urls["presign"]
+        _conforms(operation, base, token)
 
 
-def _conforms(operation: Any, base: str) -> None:
+def _conforms(operation: Any, base: str, token: str) -> None:
     @given(case=operation.as_strategy())
     @settings(
         max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None
     )
     def conforms(case: Any) -> None:
         case.call_and_validate(
-            base_url=base, checks=CHECKS, headers={"Authorization": f"Bearer {API_TOKEN}"}
+            base_url=base, checks=CHECKS, headers={"Authorization": f"Bearer {token}"}
         )
 
     conforms()

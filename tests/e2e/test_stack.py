@@ -7,29 +7,18 @@ from typing import Any
 
 import psycopg
 import pytest
-import requests
 
-from tests.conftest import API_TOKEN
-from tests.e2e.conftest import batch_status as _status
-from tests.e2e.conftest import notification_for, presign_batch
-from tests.helpers import (
-    binary_cloudevent,
-    ohlcv_csv,
-    put,
-    raw_webhook,
-    structured_cloudevent,
-)
+from devstack.client import Client, Form
+from devstack.data import ohlcv_csv
+from tests.e2e.conftest import Stack
 
 pytestmark = pytest.mark.e2e
-AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 FILES = 24
 ROWS = 40
 
 
-def _deliver(url: str, headers: dict[str, str], body: bytes) -> None:
-    answer = requests.post(
-        url, data=body, headers={**headers, "Authorization": "Bearer hook-token"}, timeout=60
-    )
+def _deliver(client: Client, notification: dict[str, Any], form: Form = "minio") -> None:
+    answer = client.send(notification, form, timeout=60)
     assert answer.status_code == 204, answer.text
 
 
@@ -44,23 +33,23 @@ def _snapshot(database_url: str, tickers: list[str]) -> list[tuple[Any, ...]]:
 
 
 def test_batch_through_the_running_stack_and_redelivery_changes_nothing(
-    stack: tuple[dict[str, str], dict[str, str]],
+    stack: Stack, client: Client
 ) -> None:
-    env, urls = stack
+    env, _ = stack
     # GIVEN a batch of files presigned through the API and uploaded with PUT
     names = [f"E2E{i:03d}.csv" for i in range(FILES)]
-    batch = presign_batch(urls, names)
-    assert _status(urls, batch["batchId"])["status"] == "PENDING"
+    batch = client.presign(names)
+    assert client.status(batch["batchId"])["status"] == "PENDING"
     notifications = []
     for index, upload in enumerate(batch["uploadUrls"]):
-        put(upload, ohlcv_csv(None, ROWS, start=index, price="101.25"))
-        notifications.append(notification_for(env, upload))
+        body = ohlcv_csv(None, ROWS, start=index, price="101.25")
+        notifications.append(client.notification(upload, client.upload(upload, body), len(body)))
     # WHEN MinIO delivers one webhook per object
     for notification in notifications:
-        _deliver(urls["process-file"], *raw_webhook(notification))
+        _deliver(client, notification)
     # THEN the batch is complete, with every row and exact decimals
     deadline = time.monotonic() + 60
-    while (state := _status(urls, batch["batchId"]))["status"] != "COMPLETED":
+    while (state := client.status(batch["batchId"]))["status"] != "COMPLETED":
         assert time.monotonic() < deadline, state
         time.sleep(0.2)
     assert (state["total"], state["processed"], state["failed"]) == (FILES, FILES, 0)
@@ -81,36 +70,25 @@ def test_batch_through_the_running_stack_and_redelivery_changes_nothing(
 
     # WHEN every event is delivered again, in all three forms
     for notification in notifications:
-        for form in (raw_webhook, binary_cloudevent, structured_cloudevent):
-            _deliver(urls["process-file"], *form(notification))
+        for form in ("minio", "binary", "structured"):
+            _deliver(client, notification, form)
     # THEN nothing changes: not a row, not a counter, not a tuple version
     assert _snapshot(env["DATABASE_URL"], tickers) == rows
-    again = _status(urls, batch["batchId"])
+    again = client.status(batch["batchId"])
     assert {k: v for k, v in again.items() if k != "updatedAt"} == {
         k: v for k, v in state.items() if k != "updatedAt"
     }
 
 
-def test_bulk_process_picks_up_a_file_whose_event_never_came(
-    stack: tuple[dict[str, str], dict[str, str]],
-) -> None:
-    env, urls = stack
-    batch = presign_batch(urls, ["LOST.csv", "NEVER.csv"])
-    put(batch["uploadUrls"][0], ohlcv_csv(None, 3))
-    done = requests.post(
-        f"{urls['presign']}/bulk/process",
-        headers=AUTH,
-        timeout=30,
-        json={
-            "batchId": batch["batchId"],
-            "objectKeys": [u["objectKey"] for u in batch["uploadUrls"]],
-        },
-    )
-    assert done.status_code == 200 and done.json()["data"]["status"] == "PROCESSING"
+def test_bulk_process_picks_up_a_file_whose_event_never_came(client: Client) -> None:
+    batch = client.presign(["LOST.csv", "NEVER.csv"])
+    client.upload(batch["uploadUrls"][0], ohlcv_csv(None, 3))
+    done = client.process(batch["batchId"], [u["objectKey"] for u in batch["uploadUrls"]])
+    assert done["status"] == "PROCESSING"
     deadline = time.monotonic() + 30
-    while _status(urls, batch["batchId"])["processed"] != 1:
+    while client.status(batch["batchId"])["processed"] != 1:
         assert time.monotonic() < deadline
         time.sleep(0.2)
-    state = _status(urls, batch["batchId"])
+    state = client.status(batch["batchId"])
     assert [f["status"] for f in state["files"]] == ["COMPLETED", "PENDING"]
     assert state["status"] == "PROCESSING" and state["rowsLoaded"] == 3
