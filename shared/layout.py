@@ -153,8 +153,7 @@ def _find_header(
         raise FileRejectedError("The file is not text (it contains control characters).")
     # CRLF, LF, CR alone or mixed: each ends a line, as for the reader (which rewrites them).
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    truncated = len(lines) > 1 and head_full
-    if truncated:  # the last line is cut by the end of the head: it is no header
+    if head_full:  # the last line may be cut by the end of the head: it is no header
         lines = lines[:-1]
     first: tuple[int, list[str]] | None = None
     for number, line in enumerate(lines):
