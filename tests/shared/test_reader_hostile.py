@@ -121,10 +121,7 @@ print(json.dumps({"loaded": parsed.rows_loaded, "rejected": parsed.rows_rejected
 """
 
 
-def test_a_40_mb_legacy_file_loads_within_the_memory_budget(tmp_path: Path) -> None:
-    path = tmp_path / "legacy.csv"
-    path.write_bytes(LARGE["cp1252_40_mb.csv"][0]())
-    started = time.monotonic()
+def _probe(path: Path) -> dict[str, float]:
     done = subprocess.run(
         [sys.executable, "-c", _MEMORY_PROBE, str(path)],
         capture_output=True,
@@ -135,13 +132,23 @@ def test_a_40_mb_legacy_file_loads_within_the_memory_budget(tmp_path: Path) -> N
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_a_40_mb_legacy_file_loads_within_the_memory_budget(tmp_path: Path) -> None:
+    """Transcoding streams: the legacy file costs what the same file in UTF-8 costs (DuckDB's
+    160 MB and the interpreter); reading the whole blob took 371 MB for a 45 MB file."""
+    legacy = tmp_path / "legacy.csv"
+    legacy.write_bytes(LARGE["cp1252_40_mb.csv"][0]())
+    utf8 = tmp_path / "utf8.csv"
+    utf8.write_bytes(legacy.read_bytes().decode("cp1252").encode("utf-8"))
+    started = time.monotonic()
+    result, baseline = _probe(legacy), _probe(utf8)
     assert result["rows"] > 500_000 and result["rejected"] == 0
     assert result["loaded"] + result["superseded"] == result["rows"]
-    # DuckDB (160 MB limit, plus what it keeps outside it) and the interpreter; transcoding
-    # streams: reading the whole blob took 371 MB for 45 MB
-    assert result["rss_mb"] < 330, result  # the same file as UTF-8: ~275 MB
-    print(result)
+    assert result["rss_mb"] < baseline["rss_mb"] + 40, (result, baseline)
+    assert result["rss_mb"] < 420, result
     assert time.monotonic() - started < 120
 
 
