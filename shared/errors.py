@@ -5,7 +5,8 @@
     │   ├── AuthError         missing or wrong token
     │   ├── NotFoundError     no such batch (or route)
     │   ├── ConflictError     the request does not fit the batch's state
-    │   └── TooLargeError     the request body is over its limit
+    │   ├── TooLargeError     the request body is over its limit
+    │   └── SlowRequestError  the request body did not arrive in time
     ├── BadNotificationError  a process-file body that is no notification at all
     ├── FileRejectedError     the file itself is unusable: recorded as FAILED, not retried
     └── TransientError        a service is unreachable: the sender retries later
@@ -42,6 +43,10 @@ class ConflictError(RequestError):
 
 
 class TooLargeError(RequestError):
+    pass
+
+
+class SlowRequestError(RequestError):
     pass
 
 

@@ -8,6 +8,7 @@ to `serve`; handlers receive a `Call` (path parameters, the bounded body) and re
 import hmac
 import json
 import logging
+import socket
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -25,6 +26,7 @@ from .errors import (
     ConflictError,
     NotFoundError,
     RequestError,
+    SlowRequestError,
     TooLargeError,
     TransientError,
 )
@@ -97,6 +99,7 @@ STATUS_OF: tuple[tuple[type[Exception], int], ...] = (
     (_MethodNotAllowedError, 405),
     (ConflictError, 409),
     (TooLargeError, 413),
+    (SlowRequestError, 408),
     (RequestError, 400),
     (BadNotificationError, 400),
     (ValidationError, 400),
@@ -117,7 +120,7 @@ def serve(api: Api, request: flask.Request, settings: Settings) -> flask.Respons
     try:
         caller = _authorize(request, _tokens(api, settings))
         route, params = _route(api.routes, request.method, path)
-        body = _body(request, settings.max_request_bytes)
+        body = _body(request, settings.max_request_bytes, settings.request_read_timeout_seconds)
         reply = route.handler(Call(request, params, body, caller))
     except Exception as error:  # every failure gets its answer from the table
         return _failure(error, cors)
@@ -213,17 +216,31 @@ def _match(pattern: str, segments: list[str]) -> dict[str, str] | None:
     return params
 
 
-def _body(request: flask.Request, limit: int) -> bytes:
+def _body(request: flask.Request, limit: int, timeout: float) -> bytes:
     """The body, read up to the limit whether or not a Content-Length announced it (a chunked
-    body has none)."""
+    body has none), each read bounded in time so that a client dripping its body cannot hold
+    a request thread (gunicorn hands its socket to the application as gunicorn.socket)."""
     if (request.content_length or 0) > limit:
         raise TooLargeError("PAYLOAD_TOO_LARGE", f"The request body is over {limit} bytes.")
+    sock = request.environ.get("gunicorn.socket")
+    if isinstance(sock, socket.socket):
+        sock.settimeout(timeout)
     chunks, size = [], 0
-    while chunk := request.stream.read(min(READ_CHUNK_BYTES, limit + 1 - size)):
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > limit:
-            raise TooLargeError("PAYLOAD_TOO_LARGE", f"The request body is over {limit} bytes.")
+    try:
+        while chunk := request.stream.read(min(READ_CHUNK_BYTES, limit + 1 - size)):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                raise TooLargeError("PAYLOAD_TOO_LARGE", f"The request body is over {limit} bytes.")
+    except TimeoutError:
+        if isinstance(sock, socket.socket):
+            # the framework reads what is left of a request after answering it: there is none
+            sock.shutdown(socket.SHUT_RD)
+        raise SlowRequestError(
+            "REQUEST_TIMEOUT", f"The request body did not arrive within {timeout:g} s."
+        ) from None
+    if isinstance(sock, socket.socket):
+        sock.settimeout(None)
     return b"".join(chunks)
 
 

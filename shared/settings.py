@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     max_file_bytes: int = Field(default=104_857_600, ge=1)
     allowed_extensions: CommaList = (".csv", ".txt", ".tsv")
     max_request_bytes: int = Field(default=1_048_576, ge=1024)
+    # Longest wait for the next part of a request body before the request is answered 408.
+    request_read_timeout_seconds: float = Field(default=10.0, gt=0)
     # What may stand in front of a function's routes; {function} is its name.
     path_prefixes: CommaList = ("/function/{function}", "/api/upload")
 

@@ -2,11 +2,14 @@
 
 import io
 import json
+import socket
+import time
 from collections.abc import Callable
 
 import flask
 import pytest
 from pydantic import BaseModel
+from werkzeug.test import EnvironBuilder
 
 from shared import errors
 from shared.http import Api, Call, Reply, Route, route_path, serve
@@ -194,3 +197,25 @@ def test_each_error_class_has_one_answer(error: Exception, status: int, code: st
     assert body["success"] is False and body["error"]["code"] == code
     assert ("Retry-After" in answer.headers) == (status == 503)
     assert "bug" not in body["error"]["message"]  # an unexpected error's text stays in the log
+
+
+def test_a_body_that_stops_arriving_is_408_within_the_read_timeout() -> None:
+    # GIVEN a client that announces 2,000 bytes and sends three (a real socket, as gunicorn
+    # hands it to the application)
+    server, client = socket.socketpair()
+    client.sendall(b"abc")
+    slow = SETTINGS.model_copy(update={"request_read_timeout_seconds": 0.3})
+    app = flask.Flask("edge")
+    started = time.monotonic()
+    environ = EnvironBuilder(path="/batch/b_1/retry", method="POST", headers=AUTH).get_environ()
+    environ.update(
+        {"wsgi.input": server.makefile("rb"), "CONTENT_LENGTH": "2000", "gunicorn.socket": server}
+    )
+    with app.request_context(environ):
+        answer = serve(API, flask.request, slow)
+    # THEN the request thread is free again at once, and the client is told why
+    assert answer.status_code == 408 and time.monotonic() - started < 2
+    assert answer.json is not None and answer.json["error"]["code"] == "REQUEST_TIMEOUT"
+    assert server.recv(1) == b""  # nothing more is read from that client
+    server.close()
+    client.close()
