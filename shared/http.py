@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import flask
 from pydantic import ValidationError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import ClientDisconnected, HTTPException
 
 from .access import caller_id
 from .errors import (
@@ -232,7 +232,10 @@ def _body(request: flask.Request, limit: int, timeout: float) -> bytes:
             size += len(chunk)
             if size > limit:
                 raise TooLargeError("PAYLOAD_TOO_LARGE", f"The request body is over {limit} bytes.")
-    except TimeoutError:
+    except (TimeoutError, ClientDisconnected) as error:
+        # werkzeug reports a timeout on a body of known length as a disconnect
+        if not isinstance(error, TimeoutError) and not isinstance(error.__context__, TimeoutError):
+            raise RequestError("CLIENT_DISCONNECTED", "The request body ended early.") from None
         if isinstance(sock, socket.socket):
             # the framework reads what is left of a request after answering it: there is none
             sock.shutdown(socket.SHUT_RD)
