@@ -8,17 +8,12 @@ single file can hold the sender's queue for ever.
 """
 
 import logging
-import os
-import shutil
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
-from . import batch_view, database, keys, layout, observability, storage
+from . import batch_view, database, keys, layout, observability, storage, workspace
 from .clients import Clients
 from .errors import BusyError, FileRejectedError, TransientError
 from .events import ObjectCreated
@@ -27,7 +22,6 @@ from .reader import ParsedFile
 
 log = logging.getLogger("ingest")
 Outcome = Literal["completed", "failed", "duplicate", "ignored"]
-WORKDIR_PREFIX = "ingest-file-"
 
 
 def handle_uploads(clients: Clients, uploads: list[ObjectCreated]) -> list[Outcome]:
@@ -168,7 +162,7 @@ def _load(
             raise FileRejectedError(
                 f"The file is {stored.size} bytes, over the limit of {settings.max_file_bytes}."
             )
-        with _workdir() as workdir:
+        with workspace.file_workdir() as workdir:
             parsed = _parse(clients, record, uploaded_at, workdir)
             rejects_key = _store_rejects(clients, record, parsed)
             loaded = database.load_file(
@@ -177,39 +171,6 @@ def _load(
     except FileRejectedError as error:
         return _fail(clients, record, stored.etag, str(error))
     return _publish(clients, record, "completed" if loaded else "duplicate")
-
-
-@contextmanager
-def _workdir() -> Iterator[Path]:
-    """A private folder for one file's intermediate CSVs, named after this process so that
-    remove_stale_workdirs can tell a dead process's leftovers from a live one's."""
-    path = Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def remove_stale_workdirs() -> int:
-    """Remove the work folders of processes that no longer run (a SIGKILL or OOM-kill leaves
-    them behind); called when a process starts. Returns how many were removed."""
-    removed = 0
-    for path in Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*"):
-        pid = path.name.removeprefix(WORKDIR_PREFIX).split("-", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
-            shutil.rmtree(path, ignore_errors=True)
-            removed += 1
-    return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def fail_never_uploaded(clients: Clients, record: FileRecord, url_expired_at: datetime) -> None:
@@ -252,14 +213,14 @@ def _parse(
                 "No ticker: the file has no ticker column, none was given at upload, and the "
                 f"file name {record.file_name!r} does not start with a plausible symbol."
             )
-    url = f"s3://{settings.s3_bucket}/{record.object_key}"
     return clients.reader.read(
-        url,
+        record.object_key,
         found,
         ticker,
         uploaded_at,
         lambda symbols: database.ticker_ids(clients.pool, symbols),
         workdir,
+        lambda: storage.stream(clients.store, settings.s3_bucket, record.object_key),
     )
 
 

@@ -18,7 +18,6 @@ import logging
 import re
 import shutil
 import sys
-import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from typing import Any
 
 import duckdb
 
-from . import storage
+from . import workspace
 from .errors import FileRejectedError, TransientError
 from .layout import Layout, decode_legacy
 from .settings import Settings
@@ -178,14 +177,14 @@ class Reader:
         self._settings = settings
         self._lock = threading.Lock()
         self._db = self._connect()
-        self._store: Any = None
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
         db = duckdb.connect(
             config={
                 "memory_limit": self._settings.duckdb_memory_limit,
                 "threads": self._settings.duckdb_threads,
-                "temp_directory": str(Path(tempfile.gettempdir()) / "ingest-duckdb"),
+                # its own folder: two processes spilling to one folder crash each other
+                "temp_directory": str(workspace.spill_directory()),
             }
         )
         db.execute(_SETUP)
@@ -205,8 +204,9 @@ class Reader:
         """Parse one object into a CSV of valid rows ready for COPY, and one of rejected rows.
 
         `ticker_ids` maps the file's symbols to ids (creating them) before the rows are written.
-        `source` streams the object's bytes; without it, an `s3://bucket/key` url is streamed
-        from the object store and anything else is a local path. Raises FileRejectedError
+        `source` streams the object's bytes (process-file streams them from the object store);
+        without it `url` is a local path. `url` only names the file otherwise: DuckDB reads a
+        staged local copy, so no object key ever reaches it as a path. Raises FileRejectedError
         (the content) or TransientError (infrastructure), nothing else.
         """
         chunks = source or self._source(url)
@@ -239,17 +239,6 @@ class Reader:
                 self._reconnect(db)
 
     def _source(self, url: str) -> Source:
-        if url.startswith("s3://"):
-            bucket, _, key = url.removeprefix("s3://").partition("/")
-
-            def from_store() -> Iterable[bytes]:
-                with self._lock:
-                    if self._store is None:
-                        self._store = storage.client(self._settings, self._settings.s3_endpoint)
-                    store = self._store
-                return storage.stream(store, bucket, key, STAGE_CHUNK_BYTES)
-
-            return from_store
         return lambda: _local_chunks(Path(url))
 
     def _reconnect(self, db: duckdb.DuckDBPyConnection) -> None:

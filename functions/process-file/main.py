@@ -13,7 +13,8 @@ from shared.clients import get_clients
 from shared.events import ObjectCreated, parse_notification
 from shared.http import Api, Call, Reply, Route, json_errors, serve
 from shared.observability import instrument
-from shared.process import handle_uploads, record_dead_letter, remove_stale_workdirs
+from shared.process import handle_uploads, record_dead_letter
+from shared.workspace import remove_stale
 
 
 def _uploads(call: Call) -> list[ObjectCreated]:
@@ -41,7 +42,7 @@ API = Api(
 
 json_errors(flask.current_app)
 instrument(flask.current_app)
-remove_stale_workdirs()  # what a killed predecessor in this container left behind
+remove_stale()  # what a killed predecessor in this container left behind
 
 
 @functions_framework.http

@@ -183,12 +183,11 @@ def test_object_keys_reach_the_reader_literally(
     )
     key = f"uploads/b_1/{key_name}"
     found = layout.detect(storage.head(store, bucket, key))
-    for source in (None, lambda: storage.stream(store, bucket, key, 7)):
+    for chunk_bytes in (7, 1 << 20):
         workdir = tmp_path / f"w{time.monotonic_ns()}"
         workdir.mkdir()
-        parsed = Reader(settings).read(
-            f"s3://{bucket}/{key}", found, "TEST", UPLOADED_AT, _ids, workdir, source
-        )
+        source = lambda: storage.stream(store, bucket, key, chunk_bytes)  # noqa: E731, B023
+        parsed = Reader(settings).read(key, found, "TEST", UPLOADED_AT, _ids, workdir, source)
         assert (parsed.rows_loaded, parsed.data_rows) == (1, 1)
 
 
