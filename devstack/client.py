@@ -162,11 +162,18 @@ class Client:
     # ------------------------------------------------------------------------------ presign
 
     def presign(
-        self, files: Sequence[str | tuple[str, int]], batch_id: str | None = None
+        self,
+        files: Sequence[str | tuple[str, int] | Mapping[str, Any]],
+        batch_id: str | None = None,
     ) -> dict[str, Any]:
-        """POST /bulk for these file names (or (name, size) pairs); the answer's data."""
+        """POST /bulk for these file names, (name, size) pairs or whole file specs; the
+        answer's data."""
         specs = [
-            {"name": f} if isinstance(f, str) else {"name": f[0], "size": f[1], "type": "text/csv"}
+            {"name": f}
+            if isinstance(f, str)
+            else dict(f)
+            if isinstance(f, Mapping)
+            else {"name": f[0], "size": f[1], "type": "text/csv"}
             for f in files
         ]
         request: dict[str, Any] = {"files": specs}
