@@ -2,17 +2,11 @@
 
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-
-@dataclass
-class Receiver:
-    url: str
-    answers: list[int] = field(default_factory=list)  # popped per request; 204 once empty
-    got: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+from tests.support.receiver import Receiver
 
 
 @pytest.fixture

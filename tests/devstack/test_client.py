@@ -6,7 +6,7 @@ from devstack.client import FORMS, Backoff, Client, DeliveryError, notification,
 from devstack.processes import free_port
 from devstack.services import object_store
 from shared.events import ObjectCreated, parse_notification
-from tests.devstack.conftest import Receiver
+from tests.support.receiver import Receiver
 
 QUICK = Backoff(first=0.01, cap=0.01, deadline=5)
 

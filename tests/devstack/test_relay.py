@@ -9,7 +9,7 @@ from devstack.client import Client
 from devstack.relay import WebhookRelay
 from devstack.services import object_store
 from shared import storage
-from tests.devstack.conftest import Receiver
+from tests.support.receiver import Receiver
 
 
 def _wait(check: object, timeout: float = 20) -> None:

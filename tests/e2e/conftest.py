@@ -3,18 +3,14 @@ processes, on the session's private database, key prefix and bucket."""
 
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from devstack.client import Client
 from devstack.processes import Process, free_port, spawn_function, stop, wait_healthy
 from devstack.services import start_moto, start_stack
-
-WEBHOOK_TOKEN = "hook-token"
-Stack = tuple[dict[str, str], dict[str, str]]
+from tests.support.stack import WEBHOOK_TOKEN, Spawned, Stack
 
 
 @pytest.fixture(scope="session")
@@ -37,12 +33,6 @@ def client(stack: Stack) -> Client:
     return Client.of(*stack)
 
 
-@dataclass(frozen=True)
-class Spawned:
-    url: str
-    process: Process
-
-
 @pytest.fixture
 def spawn(stack: Stack, tmp_path: Path) -> Iterator[Callable[..., Spawned]]:
     """Start a process-file of our own with some variables changed; stopped afterwards."""
@@ -58,9 +48,3 @@ def spawn(stack: Stack, tmp_path: Path) -> Iterator[Callable[..., Spawned]]:
     yield start
     for process in started:
         stop(process)
-
-
-def upload_one(client: Client, name: str, body: bytes) -> tuple[str, dict[str, Any]]:
-    """Presign and upload one file; its batch id and the notification the store sends."""
-    batch, notifications = client.upload_batch([(name, body)])
-    return batch["batchId"], notifications[0]

@@ -20,7 +20,7 @@ import redis
 from devstack.client import Backoff, Client
 from devstack.data import ohlcv_csv
 from devstack.processes import Process, free_port, kill, spawn_function, stop
-from tests.e2e.conftest import Stack
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e
 FILES, DAYS, WORKERS, IN_FLIGHT = 200, 60, 2, 4

@@ -15,7 +15,7 @@ from devstack import ROOT
 from devstack.client import Backoff, Client, Form
 from devstack.data import multi_ticker_csv, ohlcv_csv
 from devstack.processes import free_port, kill
-from tests.e2e.conftest import Spawned, Stack, upload_one
+from tests.support.stack import Spawned, Stack, upload_one
 
 pytestmark = pytest.mark.e2e
 FORMS: tuple[Form, ...] = ("minio", "binary", "structured")

@@ -17,7 +17,7 @@ from devstack.services import object_store
 from shared.events import minio_notification
 from shared.keys import new_batch_id
 from tests.data.hostile.make import LARGE, SMALL, Expected, Parsed, Rejected
-from tests.e2e.conftest import WEBHOOK_TOKEN, Stack
+from tests.support.stack import WEBHOOK_TOKEN, Stack
 
 pytestmark = pytest.mark.e2e
 # A sender that gives up after a minute: a file answering 5xx for longer fails the test.

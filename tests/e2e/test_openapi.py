@@ -16,7 +16,7 @@ from schemathesis.specs.openapi.checks import (
 
 from devstack.client import Client
 from shared.http import openapi_document
-from tests.e2e.conftest import Stack
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e
 CHECKS = [

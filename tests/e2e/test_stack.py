@@ -10,7 +10,7 @@ import pytest
 
 from devstack.client import Client, Form
 from devstack.data import ohlcv_csv
-from tests.e2e.conftest import Stack
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e
 FILES = 24
