@@ -148,7 +148,7 @@ def test_a_40_mb_legacy_file_loads_within_the_memory_budget(tmp_path: Path) -> N
     assert result["rows"] > 500_000 and result["rejected"] == 0
     assert result["loaded"] + result["superseded"] == result["rows"]
     assert result["rss_mb"] < baseline["rss_mb"] + 40, (result, baseline)
-    assert result["rss_mb"] < 420, result
+    assert result["rss_mb"] < 512, result  # the pod's memory request (k8s/base)
     assert time.monotonic() - started < 120
 
 
