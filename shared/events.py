@@ -109,10 +109,12 @@ def _timestamp(value: object) -> datetime | None:
 def minio_notification(
     bucket: str, key: str, etag: str, size: int, event_time: datetime
 ) -> dict[str, Any]:
-    """A MinIO webhook body for one object, exactly as MinIO sends it (key query-escaped)."""
+    """A MinIO webhook body for one object, exactly as MinIO sends it (key query-escaped);
+    an object joined from parts (etag `…-N`) is announced as CompleteMultipartUpload."""
     escaped = quote_plus(key, safe="")
+    name = "s3:ObjectCreated:" + ("CompleteMultipartUpload" if "-" in etag else "Put")
     return {
-        "EventName": "s3:ObjectCreated:Put",
+        "EventName": name,
         "Key": f"{bucket}/{key}",
         "Records": [
             {
@@ -120,7 +122,7 @@ def minio_notification(
                 "eventSource": "minio:s3",
                 "awsRegion": "",
                 "eventTime": event_time.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-                "eventName": "s3:ObjectCreated:Put",
+                "eventName": name,
                 "userIdentity": {"principalId": "ingest"},
                 "s3": {
                     "s3SchemaVersion": "1.0",

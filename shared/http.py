@@ -67,6 +67,7 @@ class Reply:
     data: dict[str, Any] | bytes | None = None
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
+    raw: bool = False  # data is the whole body (a page or a script), sent as it is
 
 
 Handler = Callable[[Call], Reply]
@@ -77,6 +78,7 @@ class Route:
     method: str
     path: str  # "/batch/{batch_id}/status": each {name} stands for one path segment
     handler: Handler
+    public: bool = False  # served without a token (the admin page's static files)
 
 
 @dataclass(frozen=True)
@@ -118,13 +120,18 @@ def serve(api: Api, request: flask.Request, settings: Settings) -> flask.Respons
     if request.method == "GET" and path == "/openapi.json" and api.auth == "api":
         return _response(openapi_document(), 200, cors)
     try:
-        caller = _authorize(request, _tokens(api, settings))
+        public = _is_public(api.routes, request.method, path)
+        caller = _authorize(request, None if public else _tokens(api, settings))
         route, params = _route(api.routes, request.method, path)
         body = _body(request, settings.max_request_bytes, settings.request_read_timeout_seconds)
         reply = route.handler(Call(request, params, body, caller))
     except Exception as error:  # every failure gets its answer from the table
         return _failure(error, cors)
     headers = {**cors, **reply.headers}
+    if reply.raw and isinstance(reply.data, bytes):
+        response = flask.Response(reply.data, status=reply.status)
+        response.headers.update(headers)
+        return response
     if isinstance(reply.data, bytes):
         return _encoded(b'{"success":true,"data":' + reply.data + b"}", reply.status, headers)
     if reply.data is None:
@@ -201,6 +208,13 @@ def _route(routes: Sequence[Route], method: str, path: str) -> tuple[Route, dict
     if allowed:
         raise _MethodNotAllowedError("METHOD_NOT_ALLOWED", f"{method} is not allowed here.")
     raise NotFoundError("NOT_FOUND", f"No route for {method} {path}.")
+
+
+def _is_public(routes: Sequence[Route], method: str, path: str) -> bool:
+    segments = path.strip("/").split("/") if path != "/" else []
+    return any(
+        r.public and r.method == method and _match(r.path, segments) is not None for r in routes
+    )
 
 
 def _match(pattern: str, segments: list[str]) -> dict[str, str] | None:

@@ -1,5 +1,6 @@
 """The object store, through the plain S3 API (MinIO, or any S3-compatible store)."""
 
+import base64
 import hashlib
 import hmac
 from collections.abc import Callable, Iterator
@@ -8,10 +9,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import quote, urlsplit
+from xml.sax.saxutils import escape
 
 import urllib3
 from minio import Minio
-from minio.datatypes import PostPolicy
+from minio.datatypes import ListPartsResult, Part, PostPolicy
 from minio.error import S3Error
 
 from .errors import TransientError
@@ -194,3 +196,95 @@ def stream(store: Minio, bucket: str, key: str, chunk_bytes: int = 1 << 20) -> I
     finally:
         response.close()
         response.release_conn()
+
+
+# ------------------------------------------------------------------------- multipart uploads
+# minio-py keeps its multipart calls private (its own put_object uses them); they are the plain
+# S3 API (CreateMultipartUpload, UploadPart, ListParts, CompleteMultipartUpload, Abort).
+
+
+@dataclass(frozen=True)
+class StoredPart:
+    number: int
+    etag: str
+    size: int
+
+
+def create_multipart(store: Minio, bucket: str, key: str, content_type: str) -> str:
+    """A new multipart upload of `key`; its upload id."""
+    return _guard(
+        lambda: store._create_multipart_upload(bucket, key, {"Content-Type": content_type})
+    )
+
+
+def presigned_part(
+    signer: Minio, bucket: str, key: str, upload_id: str, number: int, expires: timedelta
+) -> str:
+    """A presigned UploadPart URL: the browser PUTs one part's bytes to it."""
+    return signer.get_presigned_url(
+        "PUT",
+        bucket,
+        key,
+        expires=expires,
+        extra_query_params={"partNumber": str(number), "uploadId": upload_id},
+    )
+
+
+def list_parts(store: Minio, bucket: str, key: str, upload_id: str) -> list[StoredPart] | None:
+    """The parts the store holds for an upload; None when there is no such upload."""
+    found: list[StoredPart] = []
+    marker: str | None = None
+    while True:
+        page = _parts_page(store, bucket, key, upload_id, marker)
+        if page is None:
+            return None
+        found += [StoredPart(p.part_number, p.etag.strip('"'), p.size or 0) for p in page.parts]
+        if not page.is_truncated or not page.next_part_number_marker:
+            return found
+        marker = str(page.next_part_number_marker)
+
+
+def _parts_page(
+    store: Minio, bucket: str, key: str, upload_id: str, marker: str | None
+) -> ListPartsResult | None:
+    try:
+        return _guard(lambda: store._list_parts(bucket, key, upload_id, part_number_marker=marker))
+    except S3Error as error:
+        if error.code == "NoSuchUpload":
+            return None
+        raise
+
+
+def complete_multipart(
+    store: Minio, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]]
+) -> str:
+    """Join the parts (number, etag) into the object; its etag (`…-N`)."""
+    listed = [Part(number, etag) for number, etag in sorted(parts)]
+    result = _guard(lambda: store._complete_multipart_upload(bucket, key, upload_id, listed))
+    return (result.etag or "").strip('"')
+
+
+def abort_multipart(store: Minio, bucket: str, key: str, upload_id: str) -> None:
+    try:
+        _guard(lambda: store._abort_multipart_upload(bucket, key, upload_id))
+    except S3Error as error:
+        if error.code != "NoSuchUpload":
+            raise
+
+
+def set_cors(store: Minio, bucket: str, origins: list[str]) -> None:
+    """Let browsers on `origins` upload to presigned URLs (PUT, POST forms, multipart parts)
+    and read the ETag of what they sent (PutBucketCors)."""
+    allowed = "".join(f"<AllowedOrigin>{escape(origin)}</AllowedOrigin>" for origin in origins)
+    methods = "".join(f"<AllowedMethod>{m}</AllowedMethod>" for m in ("GET", "HEAD", "PUT", "POST"))
+    body = (
+        "<CORSConfiguration><CORSRule>"
+        f"{allowed}{methods}<AllowedHeader>*</AllowedHeader><ExposeHeader>ETag</ExposeHeader>"
+        "<MaxAgeSeconds>600</MaxAgeSeconds></CORSRule></CORSConfiguration>"
+    ).encode()
+    digest = base64.b64encode(hashlib.md5(body).digest()).decode()
+    _guard(
+        lambda: store._execute(
+            "PUT", bucket, body=body, headers={"Content-MD5": digest}, query_params={"cors": ""}
+        )
+    )

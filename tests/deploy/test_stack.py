@@ -6,7 +6,14 @@ import pytest
 
 from .support import DOCKERFILE, FUNCTIONS, REPO, Doc, build_args
 
-COPY_PATHS = {"./shared", "./pyproject.toml", "./requirements", "./scripts", "./functions"}
+COPY_PATHS = {
+    "./shared",
+    "./pyproject.toml",
+    "./requirements",
+    "./scripts",
+    "./functions",
+    "./web",
+}
 CE_MAX_REPLICAS = 5
 
 

@@ -119,3 +119,19 @@ def test_presigned_post_option_bounds_the_size_in_its_policy(
 
 def test_metrics_and_health_are_served_beside_the_function(function_env: dict[str, str]) -> None:
     assert_serves_health_and_metrics(app("presign"))
+
+
+def test_the_admin_page_is_served_without_a_token(function_env: dict[str, str]) -> None:
+    client = app("presign")
+    page = client.get("/ui/")
+    script = client.get("/function/presign/ui/upload-client.js")
+    config = client.get("/ui/config.json").json
+    assert page.status_code == 200 and b"<title>Price files: upload</title>" in page.data
+    assert page.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert "default-src 'self'" in page.headers["Content-Security-Policy"]
+    assert script.status_code == 200 and b"export function startBatch" in script.data
+    assert config["limits"]["maxFiles"] == 1000
+    for missing in ("/ui/nothing.js", "/ui/..%2Fpyproject.toml", "/ui/.hidden.js", "/ui/a/b.js"):
+        assert client.get(missing).status_code in (401, 404), missing
+    assert client.get("/ui/nothing.js").json["error"]["code"] == "NOT_FOUND"
+    assert client.post("/bulk/sign", json={"batchId": "b_x"}).status_code == 401
