@@ -5,6 +5,10 @@
                                     (the creating token's caller id, when there is one)
     <prefix>batch:<id>:files  hash  objectKey -> JSON file entry, with the ledger's revision
 
+The batch hash also holds `notifications` (JSON list of the batch's deliveries, as status shows
+them) and `notificationsRevision` (the newest outbox revision they reflect), written only when
+newer, so a slow sender never puts back an older state.
+
 PostgreSQL's ledger is the authority. An entry is replaced only by one of a higher revision (a
 compare-and-set in Redis itself), so a rebuild from an older snapshot, or a slow writer, can
 never overwrite newer news; batch totals are derived from the entries when read, so a
@@ -41,6 +45,18 @@ end
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 redis.call('EXPIRE', KEYS[2], ARGV[1])
 return changed
+"""
+
+# KEYS: batch hash. ARGV: ttl, revision, notifications JSON.
+_PUT_NOTIFICATIONS = """
+local held = tonumber(redis.call('HGET', KEYS[1], 'notificationsRevision') or '-1')
+if held >= tonumber(ARGV[2]) then
+    return 0
+end
+redis.call('HSET', KEYS[1], 'notifications', ARGV[3], 'notificationsRevision', ARGV[2])
+redis.call('HINCRBY', KEYS[1], 'version', 1)
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return 1
 """
 
 
@@ -89,6 +105,15 @@ def put_file(client: redis.Redis, prefix: str, batch_id: str, file: Entry) -> No
         pipe.execute()
 
     _guard(write)
+
+
+def put_notifications(
+    client: redis.Redis, prefix: str, batch_id: str, notifications: list[Entry], revision: int
+) -> None:
+    """Show the batch's deliveries, unless the view already shows a newer state of them."""
+    key = _batch_key(prefix, batch_id)
+    encoded = json.dumps(notifications)
+    _guard(lambda: client.eval(_PUT_NOTIFICATIONS, 1, key, TTL_SECONDS, revision, encoded))
 
 
 def freshness(

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import psycopg
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from . import keys
@@ -21,13 +22,25 @@ from .errors import (
     RequestError,
     TransientError,
 )
-from .models import BatchRecord, FileRecord, NewFile
+from .models import (
+    AttemptResult,
+    BatchOutcome,
+    BatchRecord,
+    Composed,
+    Delivery,
+    FileRecord,
+    NewFile,
+    Recorded,
+)
 from .reader import ParsedFile
 from .settings import Settings
 
 COPY_CHUNK_BYTES = 1 << 20
 LOCK_POLL_SECONDS = 0.25
 T = TypeVar("T")
+# Builds the outbox rows of a transition, inside the transaction that makes it.
+Outbox = Callable[[BatchOutcome], Composed | None]
+FAILED_FILES_LISTED = 100
 _FILE_COLUMNS = (
     "object_key, batch_id, file_name, status, ticker_hint, etag, rows_loaded, rows_rejected,"
     " tickers, error, rejects_key, position, revision"
@@ -93,15 +106,16 @@ def add_files(
     max_files: int,
     new_file: Callable[[int, T], NewFile],
     specs: Sequence[T],
+    notify: dict[str, list[str]] | None = None,
 ) -> BatchRecord:
-    """Add files to a batch (created when new) in one transaction; nothing is created on error.
-    Returns the batch with just the files added."""
+    """Add files to a batch (created when new, with its own notification recipients) in one
+    transaction; nothing is created on error. Returns the batch with just the files added."""
     with transaction(pool) as conn:
         if new_batch:
             conn.execute(
-                "INSERT INTO ingest_batches (id, expires_at, presigned, owner)"
-                " VALUES (%s, %s, true, %s)",
-                (batch_id, expires_at, owner),
+                "INSERT INTO ingest_batches (id, expires_at, presigned, owner, notify)"
+                " VALUES (%s, %s, true, %s, %s)",
+                (batch_id, expires_at, owner, Jsonb(notify) if notify else None),
             )
         row = conn.execute(
             "SELECT file_count, created_at, owner FROM ingest_batches WHERE id = %s FOR UPDATE",
@@ -300,14 +314,16 @@ def load_file(
     uploaded_at: datetime,
     parsed: ParsedFile,
     rejects_key: str | None,
-) -> bool:
-    """Load a parsed file all or nothing; False when this version was already finished."""
+    outbox: Outbox | None = None,
+) -> Recorded | None:
+    """Load a parsed file all or nothing, and settle its batch in the same transaction; None
+    when this version was already finished."""
     try:
         with transaction(pool) as conn:
             # The claim is the conditional write that makes redelivery harmless: a concurrent
             # duplicate blocks on this row and then finds it finished.
             if not _claim(conn, record.object_key, etag):
-                return False
+                return None
             holder = _insert_rows(conn, parsed)
             _cover(conn, holder, record.object_key, etag, uploaded_at, parsed)
             conn.execute(
@@ -325,7 +341,7 @@ def load_file(
                     record.object_key,
                 ),
             )
-            return True
+            return Recorded(_settle(conn, record.batch_id, outbox))
     except psycopg.errors.DataError as error:  # a value the reader let through; not retryable
         cause = error.diag.message_primary
         raise FileRejectedError(f"A value cannot be stored: {cause}") from error
@@ -426,18 +442,25 @@ WHERE d.uploaded_at <= EXCLUDED.uploaded_at
 """
 
 
-def fail_file(pool: ConnectionPool, record: FileRecord, etag: str | None, error: str) -> bool:
-    """Record a permanent failure; False when this version was already finished."""
+def fail_file(
+    pool: ConnectionPool,
+    record: FileRecord,
+    etag: str | None,
+    error: str,
+    outbox: Outbox | None = None,
+) -> Recorded | None:
+    """Record a permanent failure and settle the batch in the same transaction; None when this
+    version was already finished."""
     with transaction(pool) as conn:
         if not _claim(conn, record.object_key, etag):
-            return False
+            return None
         conn.execute(
             "UPDATE ingest_files SET status = 'FAILED', etag = %s, error = %s, rows_loaded = 0,"
             " rows_rejected = 0, tickers = '{}', rejects_key = NULL, finished_at = now(),"
             " updated_at = now() WHERE object_key = %s",
             (etag, error, record.object_key),
         )
-        return True
+        return Recorded(_settle(conn, record.batch_id, outbox))
 
 
 def _claim(conn: psycopg.Connection[Any], object_key: str, etag: str | None) -> bool:
@@ -523,8 +546,10 @@ def count_waiting(pool: ConnectionPool) -> int:
 
 
 def reset_failed(pool: ConnectionPool, batch_id: str) -> list[FileRecord]:
-    """Put the batch's failed files back to PENDING so they can be processed again."""
+    """Put the batch's failed files back to PENDING so they can be processed again; the batch
+    is open again (its next final state is a new transition when it differs from the last)."""
     with transaction(pool) as conn, conn.cursor(row_factory=dict_row) as cur:
+        # files first, then the batch: the order every file write takes them in
         rows = cur.execute(
             "UPDATE ingest_files SET status = 'PENDING', error = NULL, etag = NULL,"
             " transient_failures = 0, updated_at = now()"
@@ -532,14 +557,172 @@ def reset_failed(pool: ConnectionPool, batch_id: str) -> list[FileRecord]:
             f" RETURNING {_FILE_COLUMNS}",
             (batch_id,),
         ).fetchall()
+        if rows:
+            cur.execute("UPDATE ingest_batches SET finished_at = NULL WHERE id = %s", (batch_id,))
     return [FileRecord(**row) for row in rows]
 
 
-def extend_expiry(pool: ConnectionPool, batch_id: str, expires_at: datetime) -> None:
-    """Fresh upload URLs were signed for the batch: its files count as never uploaded only
-    once the latest of them has expired (reconcile)."""
-    with transaction(pool) as conn:
+def _settle(
+    conn: psycopg.Connection[Any], batch_id: str, outbox: Outbox | None
+) -> BatchOutcome | None:
+    """Decide, in the file write's own transaction, whether the batch has just become final
+    (or final in another state than last time): then record the transition and write its
+    outbox rows. The batch row's lock orders concurrent finishers: the count below, taken
+    after the lock, sees every file write committed before this one, so of two workers
+    finishing the last two files exactly one sees no file left (never both, never neither)."""
+    batch = conn.execute(
+        "SELECT final_status, final_seq, notify, created_at FROM ingest_batches"
+        " WHERE id = %s FOR UPDATE",
+        (batch_id,),
+    ).fetchone()
+    counts = conn.execute(
+        "SELECT count(*), count(*) FILTER (WHERE status = 'COMPLETED'),"
+        " count(*) FILTER (WHERE status = 'FAILED'), coalesce(sum(rows_loaded), 0),"
+        " coalesce(sum(rows_rejected), 0), min(started_at) FROM ingest_files WHERE batch_id = %s",
+        (batch_id,),
+    ).fetchone()
+    assert batch is not None and counts is not None
+    total, done, failed = int(counts[0]), int(counts[1]), int(counts[2])
+    if total == 0 or done + failed < total:
+        return None
+    status = "COMPLETED" if failed == 0 else "FAILED" if done == 0 else "PARTIAL"
+    if status == batch[0]:  # final again in the same state (a retry that changed nothing)
         conn.execute(
-            "UPDATE ingest_batches SET expires_at = greatest(expires_at, %s) WHERE id = %s",
-            (expires_at, batch_id),
+            "UPDATE ingest_batches SET finished_at = coalesce(finished_at, now()) WHERE id = %s",
+            (batch_id,),
         )
+        return None
+    finished = conn.execute(
+        "UPDATE ingest_batches SET final_status = %s, final_seq = final_seq + 1,"
+        " finished_at = now() WHERE id = %s RETURNING final_seq, finished_at",
+        (status, batch_id),
+    ).fetchone()
+    assert finished is not None
+    failed_files = conn.execute(
+        "SELECT file_name, object_key, error FROM ingest_files WHERE batch_id = %s"
+        " AND status = 'FAILED' ORDER BY position LIMIT %s",
+        (batch_id, FAILED_FILES_LISTED),
+    ).fetchall()
+    outcome = BatchOutcome(
+        batch_id=batch_id,
+        seq=int(finished[0]),
+        status=status,
+        total=total,
+        processed=done,
+        failed=failed,
+        rows_loaded=int(counts[3]),
+        rows_rejected=int(counts[4]),
+        created_at=batch[3],
+        finished_at=finished[1],
+        started_at=counts[5],
+        failed_files=[(name, key, error) for name, key, error in failed_files],
+        notify=dict(batch[2] or {}),
+    )
+    composed = outbox(outcome) if outbox is not None else None
+    if composed is not None and composed.deliveries:
+        _write_outbox(conn, outcome, composed)
+    return outcome
+
+
+def _write_outbox(conn: psycopg.Connection[Any], outcome: BatchOutcome, composed: Composed) -> None:
+    """One row per delivery; a target that answered 410 Gone before gets its row GONE at once.
+    The unique key (batch, seq, channel, target) makes a second write of a transition a no-op."""
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO ingest_notifications (batch_id, seq, event_id, event_type, channel,"
+            " target, payload, state, last_error)"
+            " SELECT %(batch)s, %(seq)s, %(event)s, %(type)s, %(channel)s, %(target)s,"
+            " %(payload)s, CASE WHEN g.target IS NULL THEN 'PENDING' ELSE 'GONE' END, g.reason"
+            " FROM (SELECT 1) one LEFT JOIN ingest_notify_gone g ON g.target = %(target)s"
+            " ON CONFLICT (batch_id, seq, channel, target) DO NOTHING",
+            [
+                {
+                    "batch": outcome.batch_id,
+                    "seq": outcome.seq,
+                    "event": composed.event_id,
+                    "type": composed.event_type,
+                    "channel": d.channel,
+                    "target": d.target,
+                    "payload": Jsonb(composed.payload),
+                }
+                for d in composed.deliveries
+            ],
+        )
+
+
+_DELIVERY_COLUMNS = (
+    "id, batch_id, event_id, event_type, channel, target, payload, state, attempts,"
+    " next_attempt_at, last_error, created_at, sent_at, revision"
+)
+
+
+def deliver_due(
+    pool: ConnectionPool,
+    channels: Sequence[str],
+    batch_id: str | None,
+    send: Callable[[Delivery], AttemptResult],
+) -> tuple[Delivery, AttemptResult, set[str]] | None:
+    """Take one due delivery (of the batch, when given) that no other sender holds, send it
+    while holding its row, and record the attempt; None when none is due. Returns the
+    delivery as taken, what the attempt decided, and every batch whose deliveries changed."""
+    with transaction(pool) as conn, conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(
+            f"SELECT {_DELIVERY_COLUMNS} FROM ingest_notifications"
+            " WHERE state = 'PENDING' AND next_attempt_at <= now() AND channel = ANY(%s)"
+            " AND (%s::text IS NULL OR batch_id = %s)"
+            " ORDER BY next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED",
+            (list(channels), batch_id, batch_id),
+        ).fetchone()
+        if row is None:
+            return None
+        delivery = Delivery(**row)
+        gone = cur.execute(
+            "SELECT reason FROM ingest_notify_gone WHERE target = %s", (delivery.target,)
+        ).fetchone()
+        result = AttemptResult("GONE", gone["reason"]) if gone else send(delivery)
+        cur.execute(
+            "UPDATE ingest_notifications SET state = %(state)s, last_error = coalesce(%(error)s,"
+            " last_error), next_attempt_at = coalesce(%(next)s, next_attempt_at),"
+            " sent_at = CASE WHEN %(state)s::text = 'SENT' THEN now() END,"
+            " attempts = attempts + %(tried)s, revision = nextval('ingest_file_revision')"
+            " WHERE id = %(id)s",
+            {
+                "state": result.state,
+                "error": result.error,
+                "next": result.next_attempt_at,
+                "tried": 0 if gone else 1,
+                "id": delivery.id,
+            },
+        )
+        touched = {delivery.batch_id}
+        if result.state == "GONE" and not gone:
+            touched |= _stop_target(conn, delivery.target, result.error or "410 Gone")
+    return delivery, result, touched
+
+
+def _stop_target(conn: psycopg.Connection[Any], target: str, reason: str) -> set[str]:
+    """A receiver answered 410 Gone: nothing more goes to it (pending deliveries no other
+    sender holds end GONE now; the others when they are next taken)."""
+    conn.execute(
+        "INSERT INTO ingest_notify_gone (target, reason) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+        (target, reason),
+    )
+    rows = conn.execute(
+        "UPDATE ingest_notifications SET state = 'GONE', last_error = %s,"
+        " revision = nextval('ingest_file_revision') WHERE id IN (SELECT id FROM"
+        " ingest_notifications WHERE target = %s AND state = 'PENDING' FOR UPDATE SKIP LOCKED)"
+        " RETURNING batch_id",
+        (reason, target),
+    ).fetchall()
+    return {row[0] for row in rows}
+
+
+def batch_notifications(pool: ConnectionPool, batch_id: str) -> list[Delivery]:
+    """Every delivery of the batch's transitions, oldest first."""
+    with transaction(pool) as conn, conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            f"SELECT {_DELIVERY_COLUMNS} FROM ingest_notifications WHERE batch_id = %s"
+            " ORDER BY seq, id",
+            (batch_id,),
+        ).fetchall()
+    return [Delivery(**row) for row in rows]

@@ -23,6 +23,23 @@ PROCESSING_SECONDS = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
 )
 QUEUE_LENGTH = Gauge("csv_queue_length", "Files registered but not yet processed")
+CHANNELS = ("webhook", "cloudevent", "email")
+NOTIFICATIONS_SENT = Counter(
+    "csv_notifications_sent_total",
+    "Notifications delivered (2xx, or accepted by SMTP)",
+    ["channel"],
+)
+NOTIFICATIONS_FAILED = Counter(
+    "csv_notifications_failed_total",
+    "Notifications given up on: dead after NOTIFY_RETRY_HOURS, or stopped by 410 Gone",
+    ["channel"],
+)
+NOTIFICATION_RETRIES = Counter(
+    "csv_notification_retries_total", "Failed notification attempts, to be retried", ["channel"]
+)
+for _channel in CHANNELS:  # every series exists from the start, at 0
+    for _counter in (NOTIFICATIONS_SENT, NOTIFICATIONS_FAILED, NOTIFICATION_RETRIES):
+        _counter.labels(_channel)
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 

@@ -6,12 +6,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import PurePosixPath
 from typing import Any
 
-from . import access, batch_view, database, keys, observability, storage
+from . import access, batch_view, database, keys, notify, observability, storage
 from .clients import Clients
 from .dispatch import hand_over
 from .errors import RequestError, TransientError
 from .layout import is_symbol
-from .models import FileRecord, FileSpec, NewFile, PresignRequest, ProcessRequest
+from .models import FileSpec, NewFile, PresignRequest, ProcessRequest
 from .settings import Settings
 
 MAX_NAME_BYTES = 1024
@@ -29,6 +29,9 @@ def presign(clients: Clients, body: PresignRequest, caller: str | None = None) -
         _check(spec, settings)
     if body.batch_id is not None and not keys.is_batch_id(body.batch_id):
         raise RequestError("INVALID_BATCH_ID", "batchId is not a batch id.")
+    recipients = notify.check_option(settings, body.notify)
+    if recipients is not None and body.batch_id is not None:
+        raise RequestError("INVALID_NOTIFY", "notify is given when a batch is created.")
     batch_id = body.batch_id or keys.new_batch_id()
     expires_at = datetime.now(UTC).replace(microsecond=0) + timedelta(
         seconds=settings.presign_expiry_seconds
@@ -44,22 +47,14 @@ def presign(clients: Clients, body: PresignRequest, caller: str | None = None) -
         settings.max_files_per_batch,
         lambda position, spec: _new_file(batch_id, position, spec),
         body.files,
+        recipients,
     )
     observability.FILES_UPLOADED.inc(len(added.files))
     try:
         batch_view.put_batch(clients.redis, settings.redis_key_prefix, added)
     except TransientError as error:  # the ledger has the files; status rebuilds the view
         log.warning("view of batch %s not written: %s", batch_id, error)
-    return {"batchId": batch_id, **upload_targets(clients, added.files, expires_at)}
-
-
-def upload_targets(
-    clients: Clients, files: list[FileRecord], expires_at: datetime
-) -> dict[str, Any]:
-    """`expiresAt`, one upload target per file (exactly what the browser sends) and the
-    multipart parameters for files over the threshold."""
-    settings = clients.settings
-    object_keys = [f.object_key for f in files]
+    object_keys = [f.object_key for f in added.files]
     if settings.upload_method == "POST":
         targets = [_post_target(clients, key, expires_at) for key in object_keys]
     else:
@@ -71,15 +66,12 @@ def upload_targets(
             for url in urls
         ]
     return {
+        "batchId": batch_id,
         "expiresAt": expires_at.isoformat().replace("+00:00", "Z"),
         "uploadUrls": [
             {"fileName": f.file_name, "objectKey": f.object_key, **target}
-            for f, target in zip(files, targets, strict=True)
+            for f, target in zip(added.files, targets, strict=True)
         ],
-        "multipart": {
-            "thresholdBytes": settings.multipart_threshold_bytes,
-            "partBytes": settings.multipart_part_bytes,
-        },
     }
 
 

@@ -13,11 +13,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
-from . import batch_view, database, keys, layout, observability, storage, workspace
+from . import batch_view, database, keys, layout, notify, observability, storage, workspace
 from .clients import Clients
 from .errors import BusyError, FileRejectedError, TransientError
 from .events import ObjectCreated
-from .models import FileRecord
+from .models import FileRecord, Recorded
 from .reader import ParsedFile
 
 log = logging.getLogger("ingest")
@@ -166,11 +166,17 @@ def _load(
             parsed = _parse(clients, record, uploaded_at, workdir)
             rejects_key = _store_rejects(clients, record, parsed)
             loaded = database.load_file(
-                clients.pool, record, stored.etag, uploaded_at, parsed, rejects_key
+                clients.pool,
+                record,
+                stored.etag,
+                uploaded_at,
+                parsed,
+                rejects_key,
+                notify.outbox(settings),
             )
     except FileRejectedError as error:
         return _fail(clients, record, stored.etag, str(error))
-    return _publish(clients, record, "completed" if loaded else "duplicate")
+    return _publish(clients, record, "completed" if loaded else "duplicate", loaded)
 
 
 def fail_never_uploaded(clients: Clients, record: FileRecord, url_expired_at: datetime) -> None:
@@ -239,14 +245,22 @@ def _store_rejects(clients: Clients, record: FileRecord, parsed: ParsedFile) -> 
 
 
 def _fail(clients: Clients, record: FileRecord, etag: str | None, error: str) -> Outcome:
-    recorded = database.fail_file(clients.pool, record, etag, error)
-    return _publish(clients, record, "failed" if recorded else "duplicate")
+    recorded = database.fail_file(
+        clients.pool, record, etag, error, notify.outbox(clients.settings)
+    )
+    return _publish(clients, record, "failed" if recorded else "duplicate", recorded)
 
 
-def _publish(clients: Clients, record: FileRecord, outcome: Outcome) -> Outcome:
-    """Show the ledger's row in the view and count the outcome; safe to repeat."""
+def _publish(
+    clients: Clients, record: FileRecord, outcome: Outcome, recorded: Recorded | None = None
+) -> Outcome:
+    """Show the ledger's row in the view and count the outcome; safe to repeat. When the file
+    made its batch final, its notifications are sent now, before the event is answered (they
+    were committed with the file: a crash here leaves them to the reconcile sweep)."""
     current = database.get_file(clients.pool, record.object_key) or record
     _show(clients, current)
+    if recorded is not None and recorded.transition is not None:
+        notify.send_due(clients, record.batch_id)
     if outcome == "completed":
         observability.FILES_PROCESSED.inc()
         observability.ROWS_LOADED.inc(current.rows_loaded)

@@ -3,19 +3,21 @@
 Landed objects whose event never came are processed (files a dead worker left PROCESSING
 included: its lock died with it); presigned files never uploaded are failed once their upload
 URL has expired, so every batch reaches a final state. One file's trouble never stops the
-sweep: it is reported, and the next file is taken.
+sweep: it is reported, and the next file is taken. Last, every notification due is sent (those
+a process committed but died before sending included).
 """
 
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from . import database, storage
+from . import database, notify, storage
 from .clients import Clients
 from .errors import BusyError
 from .process import fail_never_uploaded, process_object
 
 log = logging.getLogger("ingest")
+NOTIFICATIONS_PER_SWEEP = 1000
 
 
 @dataclass
@@ -25,6 +27,7 @@ class Reconciled:
     left_waiting: int = 0
     busy: int = 0
     errors: dict[str, str] = field(default_factory=dict)  # object key -> what went wrong
+    notifications: dict[str, int] = field(default_factory=dict)  # state -> deliveries sent
 
 
 def reconcile(clients: Clients) -> Reconciled:
@@ -48,4 +51,5 @@ def reconcile(clients: Clients) -> Reconciled:
         except Exception as error:  # reported, and the sweep goes on with the next file
             log.warning("reconcile of %s failed", record.object_key, exc_info=True)
             result.errors[record.object_key] = f"{type(error).__name__}: {error}"[:300]
+    result.notifications = notify.send_due(clients, limit=NOTIFICATIONS_PER_SWEEP)
     return result

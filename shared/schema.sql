@@ -91,3 +91,47 @@ CREATE TABLE IF NOT EXISTS ingest_coverage (
     dates datemultirange NOT NULL,
     PRIMARY KEY (ticker_id, uploaded_at, object_key, etag)
 );
+
+-- Completion notifications (shared/notify.py). final_status: the batch's last final outcome
+-- (NULL while it never was final); final_seq numbers its changes, so a transition is
+-- (batch, final_seq). Both are set, under the batch row's lock, in the transaction of the
+-- file write that made the batch final; finished_at is cleared when a retry re-opens it.
+-- notify: the batch's own allow-listed recipients from presign ({"webhook": [...], "email": [...]}).
+ALTER TABLE ingest_batches
+    ADD COLUMN IF NOT EXISTS final_status text,
+    ADD COLUMN IF NOT EXISTS final_seq integer NOT NULL DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS finished_at timestamptz,
+    ADD COLUMN IF NOT EXISTS notify jsonb;
+
+-- The outbox: one row per delivery (channel + target) of a transition, written in the same
+-- transaction as the transition; the unique key makes a second write of it impossible.
+-- Senders take due rows with FOR UPDATE SKIP LOCKED and keep the outcome of every attempt.
+CREATE TABLE IF NOT EXISTS ingest_notifications (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    batch_id text NOT NULL REFERENCES ingest_batches (id),
+    seq integer NOT NULL,
+    -- stable across attempts and channels: webhook-id, CloudEvent id, the email's Message-ID
+    event_id text NOT NULL,
+    event_type text NOT NULL,
+    channel text NOT NULL CHECK (channel IN ('webhook', 'cloudevent', 'email')),
+    target text NOT NULL,
+    payload jsonb NOT NULL,
+    state text NOT NULL DEFAULT 'PENDING' CHECK (state IN ('PENDING', 'SENT', 'DEAD', 'GONE')),
+    attempts integer NOT NULL DEFAULT 0,
+    next_attempt_at timestamptz NOT NULL DEFAULT now(),
+    last_error text,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    sent_at timestamptz,
+    -- grows with every change: the Redis projection keeps only the newest
+    revision bigint NOT NULL DEFAULT nextval('ingest_file_revision'),
+    UNIQUE (batch_id, seq, channel, target)
+);
+CREATE INDEX IF NOT EXISTS ingest_notifications_due
+    ON ingest_notifications (next_attempt_at) WHERE state = 'PENDING';
+
+-- Receivers that answered 410 Gone: nothing more is sent to them (delete the row to resume).
+CREATE TABLE IF NOT EXISTS ingest_notify_gone (
+    target text PRIMARY KEY,
+    gone_at timestamptz NOT NULL DEFAULT now(),
+    reason text NOT NULL
+);

@@ -1,5 +1,6 @@
 """Configuration, read once per process from the environment (names fixed by the contract)."""
 
+import base64
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -29,10 +30,6 @@ class Settings(BaseSettings):
     s3_bucket: str = "seasonality-uploads"
     presign_expiry_seconds: int = Field(default=3600, ge=1, le=7 * 24 * 3600)
     upload_method: Literal["PUT", "POST"] = "PUT"
-    # Files over this size go up in parts (S3 multipart, one presigned URL a part), so a
-    # dropped connection resends one part; parts are at least 5 MiB (S3's minimum).
-    multipart_threshold_bytes: int = Field(default=67_108_864, ge=5_242_880)
-    multipart_part_bytes: int = Field(default=16_777_216, ge=5_242_880, le=5_368_709_120)
     # Where browsers reach status: the admin page (GET …/ui/ on presign) calls it there.
     status_public_url: str = ""
 
@@ -67,8 +64,34 @@ class Settings(BaseSettings):
     duckdb_memory_limit: str = "160MB"
     duckdb_threads: int = Field(default=1, ge=1)
 
+    # Completion notifications (shared/notify.py): each channel is optional.
+    notify_webhook_urls: CommaList = ()
+    # whsec_<base64 key>; several, space-separated, sign each delivery with each (rotation)
+    notify_webhook_secret: str = ""
+    # A CloudEvents sink, as a Knative SinkBinding injects it.
+    k_sink: str = ""
+    # smtp://, smtp+starttls:// or smtps://[user:password@]host[:port]
+    smtp_url: str = ""
+    notify_email_from: str = ""
+    notify_email_to: CommaList = ()
+    # What a batch's own `notify` at presign may name: addresses (or @domain) and URL hosts.
+    notify_allowed_recipients: CommaList = ()
+    notify_allowed_hosts: CommaList = ()
+    notify_retry_hours: float = Field(default=24.0, gt=0)
+    notify_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Delay before the first retry; it doubles with every failed attempt (with jitter).
+    notify_backoff_seconds: float = Field(default=5.0, gt=0)
+
     @field_validator(
-        "api_tokens", "cors_origins", "allowed_extensions", "path_prefixes", mode="before"
+        "api_tokens",
+        "cors_origins",
+        "allowed_extensions",
+        "path_prefixes",
+        "notify_webhook_urls",
+        "notify_email_to",
+        "notify_allowed_recipients",
+        "notify_allowed_hosts",
+        mode="before",
     )
     @classmethod
     def _split_commas(cls, value: object) -> object:
@@ -94,7 +117,37 @@ class Settings(BaseSettings):
             raise ValueError("DATABASE_SCHEMA must be a plain SQL identifier")
         return self
 
+    @model_validator(mode="after")
+    def _notify_channels_complete(self) -> "Settings":
+        if self.notify_webhook_urls or self.notify_allowed_hosts:
+            keys = self.notify_webhook_secret.split()
+            if not keys or not all(_is_webhook_secret(key) for key in keys):
+                raise ValueError(
+                    "NOTIFY_WEBHOOK_URLS and NOTIFY_ALLOWED_HOSTS need NOTIFY_WEBHOOK_SECRET:"
+                    " whsec_ and a base64 key (several separated by spaces)"
+                )
+        if self.notify_email_to or self.notify_allowed_recipients:
+            if not (self.smtp_url and self.notify_email_from):
+                raise ValueError(
+                    "NOTIFY_EMAIL_TO and NOTIFY_ALLOWED_RECIPIENTS need SMTP_URL and"
+                    " NOTIFY_EMAIL_FROM"
+                )
+        if self.smtp_url and not self.smtp_url.startswith(
+            ("smtp://", "smtp+starttls://", "smtps://")
+        ):
+            raise ValueError("SMTP_URL must start with smtp://, smtp+starttls:// or smtps://")
+        return self
+
     @property
     def presign_endpoint(self) -> str:
         """Where browsers reach the object store; URLs are signed for this host."""
         return self.s3_public_endpoint or self.s3_endpoint
+
+
+def _is_webhook_secret(value: str) -> bool:
+    if not value.startswith("whsec_"):
+        return False
+    try:
+        return len(base64.b64decode(value.removeprefix("whsec_"), validate=True)) >= 16
+    except ValueError:
+        return False

@@ -1,5 +1,6 @@
 """Status use cases: the batch's progress (from the Redis view, rebuilt from the ledger when
-missing or due for a check) and retry of failed files."""
+missing or due for a check), its notifications (sent here when a poll finds one due), and
+retry of failed files."""
 
 import json
 import logging
@@ -8,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from . import access, batch_view, database, storage
+from . import access, batch_view, database, notify, storage
 from .clients import Clients, get_clients
 from .dispatch import hand_over
 
@@ -28,6 +29,7 @@ class _Answer:
     built: float
     final: bool
     encoded: bytes
+    due: float | None  # when a delivery this process can send is next due (epoch seconds)
 
 
 def batch_status(clients: Clients, batch_id: str, caller: str | None = None) -> bytes:
@@ -50,19 +52,35 @@ def batch_status(clients: Clients, batch_id: str, caller: str | None = None) -> 
         and cached.version == version
         and (cached.final or not due)
         and time.monotonic() - cached.built < STATUS_CACHE_SECONDS
+        and (cached.due is None or cached.due > time.time())
     ):
         return cached.encoded
     status = _build_status(clients, batch_id)
     if due and status["status"] not in FINAL_STATES:
         _rebuild(clients, batch_id)
         status = _build_status(clients, batch_id)
+    if (due_at := _due(clients, status)) is not None and due_at <= time.time():
+        notify.send_due(clients, batch_id)
+        status = _build_status(clients, batch_id)
     version = batch_view.freshness(clients.redis, prefix, batch_id)[0]
     encoded = json.dumps(status, separators=(",", ":")).encode()
     if len(clients.status_cache) >= STATUS_CACHE_BATCHES:
         clients.status_cache.clear()
     final = status["status"] in FINAL_STATES
-    clients.status_cache[batch_id] = _Answer(version, time.monotonic(), final, encoded)
+    answer = _Answer(version, time.monotonic(), final, encoded, _due(clients, status))
+    clients.status_cache[batch_id] = answer
     return encoded
+
+
+def _due(clients: Clients, status: dict[str, Any]) -> float | None:
+    """When the first pending delivery this process can send is due (None: none is)."""
+    sendable = notify.channels(clients.settings)
+    times = [
+        datetime.fromisoformat(n["nextAttemptAt"].replace("Z", "+00:00")).timestamp()
+        for n in status["notifications"]
+        if n["state"] == "PENDING" and n["channel"] in sendable and n["nextAttemptAt"]
+    ]
+    return min(times) if times else None
 
 
 def _check_due(clients: Clients, checked_at: str | None) -> bool:
@@ -77,6 +95,7 @@ def _rebuild(clients: Clients, batch_id: str) -> None:
     """Write the ledger's snapshot of the batch into the view (newer entries are kept)."""
     batch = database.require_batch(clients.pool, batch_id)
     batch_view.put_batch(clients.redis, clients.settings.redis_key_prefix, batch)
+    notify.project(clients, batch_id)
 
 
 def _build_status(clients: Clients, batch_id: str) -> dict[str, Any]:
@@ -110,6 +129,7 @@ def _build_status(clients: Clients, batch_id: str) -> dict[str, Any]:
             "failed": failed,
         },
         "files": [_file(clients, e) for e in entries],
+        "notifications": json.loads(meta.get("notifications", "[]")),
     }
 
 

@@ -38,7 +38,13 @@ def test_required_settings_are_required() -> None:
 def _other_value(name: str) -> str:
     """A valid value, unlike the default, for the setting's type."""
     annotation = Settings.model_fields[name].annotation
-    special = {"database_schema": "other", "upload_method": "POST"}
+    special = {
+        "database_schema": "other",
+        "upload_method": "POST",
+        "notify_webhook_secret": "whsec_" + "b" * 32,
+        "smtp_url": "smtp://other.example",
+        "notify_email_from": "from@other.example",
+    }
     by_type = {int: "2048", float: "2048.5", bool: "true", tuple[str, ...]: "a,b"}
     return special.get(name) or by_type.get(annotation) or "http://other.example"  # type: ignore[call-overload]
 
