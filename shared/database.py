@@ -562,6 +562,16 @@ def reset_failed(pool: ConnectionPool, batch_id: str) -> list[FileRecord]:
     return [FileRecord(**row) for row in rows]
 
 
+def extend_expiry(pool: ConnectionPool, batch_id: str, expires_at: datetime) -> None:
+    """Fresh upload URLs were signed for the batch: its files count as never uploaded only
+    once the latest of them has expired (reconcile)."""
+    with transaction(pool) as conn:
+        conn.execute(
+            "UPDATE ingest_batches SET expires_at = greatest(expires_at, %s) WHERE id = %s",
+            (expires_at, batch_id),
+        )
+
+
 def _settle(
     conn: psycopg.Connection[Any], batch_id: str, outbox: Outbox | None
 ) -> BatchOutcome | None:

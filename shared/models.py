@@ -45,6 +45,34 @@ class ProcessRequest(_Body):
     object_keys: list[str] = Field(default_factory=list, alias="objectKeys")
 
 
+class SignRequest(_Body):
+    """Fresh upload URLs for files of an existing batch (all not yet landed when empty)."""
+
+    batch_id: str = Field(alias="batchId")
+    object_keys: list[str] = Field(default_factory=list, alias="objectKeys", max_length=1000)
+
+
+class MultipartRequest(_Body):
+    batch_id: str = Field(alias="batchId")
+    object_key: str = Field(alias="objectKey")
+    upload_id: str | None = Field(default=None, alias="uploadId", min_length=1)
+
+
+class MultipartSignRequest(MultipartRequest):
+    upload_id: str = Field(alias="uploadId", min_length=1)
+    part_numbers: list[int] = Field(alias="partNumbers", min_length=1, max_length=1000)
+
+
+class PartDone(_Body):
+    part_number: int = Field(alias="partNumber", ge=1, le=10_000)
+    etag: str = Field(min_length=1)
+
+
+class MultipartCompleteRequest(MultipartRequest):
+    upload_id: str = Field(alias="uploadId", min_length=1)
+    parts: list[PartDone] = Field(min_length=1, max_length=10_000)
+
+
 @dataclass(frozen=True)
 class NewFile:
     """A file being added to a batch at presign time."""

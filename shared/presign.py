@@ -11,7 +11,7 @@ from .clients import Clients
 from .dispatch import hand_over
 from .errors import RequestError, TransientError
 from .layout import is_symbol
-from .models import FileSpec, NewFile, PresignRequest, ProcessRequest
+from .models import FileRecord, FileSpec, NewFile, PresignRequest, ProcessRequest
 from .settings import Settings
 
 MAX_NAME_BYTES = 1024
@@ -54,7 +54,16 @@ def presign(clients: Clients, body: PresignRequest, caller: str | None = None) -
         batch_view.put_batch(clients.redis, settings.redis_key_prefix, added)
     except TransientError as error:  # the ledger has the files; status rebuilds the view
         log.warning("view of batch %s not written: %s", batch_id, error)
-    object_keys = [f.object_key for f in added.files]
+    return {"batchId": batch_id, **upload_targets(clients, added.files, expires_at)}
+
+
+def upload_targets(
+    clients: Clients, files: list[FileRecord], expires_at: datetime
+) -> dict[str, Any]:
+    """`expiresAt`, one upload target per file (exactly what the browser sends) and the
+    multipart parameters for files over the threshold."""
+    settings = clients.settings
+    object_keys = [f.object_key for f in files]
     if settings.upload_method == "POST":
         targets = [_post_target(clients, key, expires_at) for key in object_keys]
     else:
@@ -66,12 +75,15 @@ def presign(clients: Clients, body: PresignRequest, caller: str | None = None) -
             for url in urls
         ]
     return {
-        "batchId": batch_id,
         "expiresAt": expires_at.isoformat().replace("+00:00", "Z"),
         "uploadUrls": [
             {"fileName": f.file_name, "objectKey": f.object_key, **target}
-            for f, target in zip(added.files, targets, strict=True)
+            for f, target in zip(files, targets, strict=True)
         ],
+        "multipart": {
+            "thresholdBytes": settings.multipart_threshold_bytes,
+            "partBytes": settings.multipart_part_bytes,
+        },
     }
 
 

@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     s3_bucket: str = "seasonality-uploads"
     presign_expiry_seconds: int = Field(default=3600, ge=1, le=7 * 24 * 3600)
     upload_method: Literal["PUT", "POST"] = "PUT"
+    # Files over this size go up in parts (S3 multipart, one presigned URL a part), so a
+    # dropped connection resends one part; parts are at least 5 MiB (S3's minimum).
+    multipart_threshold_bytes: int = Field(default=67_108_864, ge=5_242_880)
+    multipart_part_bytes: int = Field(default=16_777_216, ge=5_242_880, le=5_368_709_120)
     # Where browsers reach status: the admin page (GET …/ui/ on presign) calls it there.
     status_public_url: str = ""
 
