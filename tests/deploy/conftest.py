@@ -14,6 +14,7 @@ import yaml
 from .support import (
     BROKER_OVERLAY,
     GENERATED_ENV_FILES,
+    NOTIFY_OVERLAY,
     OVERLAYS,
     REPO,
     Doc,
@@ -32,7 +33,11 @@ def k8s_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copytree(root / "overlays" / "prod", broker)
     with (broker / "kustomization.yaml").open("a", encoding="utf-8") as handle:
         handle.write("\ncomponents:\n  - ../../components/broker\n")
-    for overlay in (*OVERLAYS, BROKER_OVERLAY):
+    notify = root / "overlays" / NOTIFY_OVERLAY
+    shutil.copytree(root / "overlays" / "prod", notify)
+    with (notify / "kustomization.yaml").open("a", encoding="utf-8") as handle:
+        handle.write("\ncomponents:\n  - ../../components/notify-sink\n")
+    for overlay in (*OVERLAYS, BROKER_OVERLAY, NOTIFY_OVERLAY):
         for name in GENERATED_ENV_FILES:
             example = root / "overlays" / overlay / f"{name}.example"
             shutil.copy(example, example.with_suffix(""))
@@ -42,7 +47,8 @@ def k8s_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def rendered(k8s_copy: Path) -> dict[str, list[Doc]]:
     return {
-        overlay: render(k8s_copy / "overlays" / overlay) for overlay in (*OVERLAYS, BROKER_OVERLAY)
+        overlay: render(k8s_copy / "overlays" / overlay)
+        for overlay in (*OVERLAYS, BROKER_OVERLAY, NOTIFY_OVERLAY)
     }
 
 

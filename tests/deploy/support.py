@@ -31,6 +31,8 @@ SECRET_ENV = {
     "S3_SECRET_KEY",
     "API_TOKENS",
     "WEBHOOK_TOKEN",
+    "NOTIFY_WEBHOOK_SECRET",
+    "SMTP_URL",
 }
 PLAIN_ENV = {
     "S3_ENDPOINT",
@@ -45,12 +47,26 @@ PLAIN_ENV = {
     "PROCESS_FILE_URL",
     "DATABASE_POOL_SIZE",
     "TMPDIR",
+    "NOTIFY_WEBHOOK_URLS",
+    "NOTIFY_EMAIL_FROM",
+    "NOTIFY_EMAIL_TO",
+    "NOTIFY_ALLOWED_RECIPIENTS",
+    "NOTIFY_ALLOWED_HOSTS",
+    "NOTIFY_RETRY_HOURS",
+    "NOTIFY_TIMEOUT_SECONDS",
+    "NOTIFY_BACKOFF_SECONDS",
+    "STATUS_PUBLIC_URL",
 }
+# Injected by the platform, not configured: K_SINK by a Knative SinkBinding
+# (k8s/components/notify-sink); on OpenFaaS, stack.yml passes it through from the deployer.
+INJECTED_ENV = {"K_SINK"}
 CONTRACT_ENV = SECRET_ENV | PLAIN_ENV
 
 OVERLAYS = ("dev", "prod")
 # prod with the optional broker component added, as docs/deploy.md says to.
 BROKER_OVERLAY = "prod-broker"
+# prod with the optional notify-sink component (CloudEvents to a Broker through K_SINK).
+NOTIFY_OVERLAY = "prod-notify"
 GENERATED_ENV_FILES = ("secrets.env", "minio-admin.env")
 NAMESPACED_EXCEPTIONS = {"Namespace"}
 

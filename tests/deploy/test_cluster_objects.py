@@ -16,6 +16,10 @@ KNATIVE_DATA_PATH = {"knative-serving", "kourier-system", "istio-system", "knati
 MINIO_NAMESPACE = "minio"
 # Where the functions may connect: DNS, PostgreSQL, Redis, MinIO.
 ALLOWED_EGRESS_PORTS = {("UDP", 53), ("TCP", 53), ("TCP", 5432), ("TCP", 6379), ("TCP", 9000)}
+# Webhooks and email leave the cluster from the functions that send them (shared/notify.py).
+NOTIFICATION_SENDERS = {"process-file", "status", "reconcile"}
+NOTIFICATION_PORTS = {("TCP", 443), ("TCP", 465), ("TCP", 587)}
+PRIVATE_RANGES = {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "127.0.0.0/8"}
 # Prometheus scrapes the user container's port (Knative: user-port) from this namespace.
 MONITORING_NAMESPACE = "monitoring"
 METRICS_PORT = 8080
@@ -151,6 +155,9 @@ def test_workloads_reach_only_dns_the_stores_and_process_file(docs: list[Doc]) -
         for policy in policies:
             for rule in policy["spec"].get("egress", []):
                 assert rule.get("to") and rule.get("ports"), policy["metadata"]["name"]
+                if any("ipBlock" in peer for peer in rule["to"]):
+                    assert_notification_egress(labels, rule)
+                    continue
                 namespaces = set().union(*(peer_namespaces(peer) for peer in rule["to"]))
                 rule_ports = {(p["protocol"], p["port"]) for p in rule["ports"]}
                 if namespaces <= KNATIVE_DATA_PATH:
@@ -159,6 +166,28 @@ def test_workloads_reach_only_dns_the_stores_and_process_file(docs: list[Doc]) -
                 else:
                     ports |= rule_ports
         assert ports == ALLOWED_EGRESS_PORTS, workload["metadata"]["name"]
+
+
+def assert_notification_egress(labels: dict[str, str], rule: Doc) -> None:
+    """Outside the cluster only the notification senders, only to public addresses, only
+    HTTPS and SMTP submission."""
+    assert labels["app.kubernetes.io/name"] in NOTIFICATION_SENDERS
+    assert {(p["protocol"], p["port"]) for p in rule["ports"]} <= NOTIFICATION_PORTS
+    for peer in rule["to"]:
+        assert set(peer) == {"ipBlock"} and peer["ipBlock"]["cidr"] == "0.0.0.0/0"
+        assert PRIVATE_RANGES <= set(peer["ipBlock"]["except"])
+
+
+def test_only_the_notification_senders_leave_the_cluster(docs: list[Doc]) -> None:
+    leaving = {
+        pod_labels(workload)["app.kubernetes.io/name"]
+        for workload in workloads(docs)
+        for policy in policies_for(docs, pod_labels(workload), "Egress")
+        for rule in policy["spec"].get("egress", [])
+        if any("ipBlock" in peer for peer in rule["to"])
+    }
+
+    assert leaving == NOTIFICATION_SENDERS
 
 
 def test_disruption_budgets_cover_the_people_facing_functions(docs: list[Doc]) -> None:
@@ -261,3 +290,14 @@ def test_an_overlay_names_its_own_monitoring_namespace(k8s_copy: Path, tmp_path:
     (rule,) = one(docs, "NetworkPolicy", "metrics-ingress")["spec"]["ingress"]
     assert rule["from"] == [{"namespaceSelector": {"matchLabels": {"team": "observability"}}}]
     assert rule["ports"] == [{"protocol": "TCP", "port": METRICS_PORT}]
+
+
+def test_prometheus_alerts_when_notifications_die(rendered: dict[str, list[Doc]]) -> None:
+    rules = {
+        rule["alert"]: rule
+        for group in one(rendered["prod"], "PrometheusRule", "csv-ingest")["spec"]["groups"]
+        for rule in group["rules"]
+    }
+
+    expr = " ".join(rules["NotificationsDying"]["expr"].split())
+    assert expr == "sum by (channel) (increase(csv_notifications_failed_total[1h])) > 0"

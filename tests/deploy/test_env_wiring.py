@@ -13,6 +13,7 @@ from .support import (
     BROKER_OVERLAY,
     CONTRACT_ENV,
     FUNCTIONS,
+    INJECTED_ENV,
     OVERLAYS,
     PLAIN_ENV,
     REPO,
@@ -98,7 +99,7 @@ def test_openfaas_provides_every_variable(stack: Doc) -> None:
         function = stack["functions"][name]
         from_secrets = {secret.upper().replace("-", "_") for secret in function["secrets"]}
 
-        assert set(function["environment"]) == PLAIN_ENV | {"max_inflight"}, name
+        assert set(function["environment"]) == PLAIN_ENV | INJECTED_ENV | {"max_inflight"}, name
         assert from_secrets == SECRET_ENV, name
 
 
@@ -138,4 +139,11 @@ def test_the_wired_names_are_the_settings_the_code_reads() -> None:
     fields = {name.upper(): info for name, info in Settings.model_fields.items()}
     required = {name for name, info in fields.items() if info.is_required()}
     assert required <= CONTRACT_ENV
-    assert CONTRACT_ENV - {"TMPDIR"} <= set(fields)
+    assert (CONTRACT_ENV | INJECTED_ENV) - {"TMPDIR"} <= set(fields)
+
+
+def test_every_notification_setting_is_wired() -> None:
+    from shared.settings import Settings
+
+    notification = {name.upper() for name in Settings.model_fields if "notify" in name}
+    assert notification | {"SMTP_URL", "K_SINK"} <= CONTRACT_ENV | INJECTED_ENV
