@@ -52,6 +52,24 @@ esac
 # Presigned browser uploads need CORS on the S3 API (MinIO: the api subsystem).
 config_set api cors_allow_origin="$CORS_ORIGINS"
 
+# The admin page (presign's GET …/ui/) uploads from presign's own origin, which CORS_ORIGINS
+# must list. Multipart uploads read each part's ETag: MinIO's S3 API exposes it to every
+# allowed origin; a store that takes bucket CORS rules gets them here too (ETag exposed).
+cors_rules=$(mktemp)
+{
+    echo "<CORSConfiguration><CORSRule>"
+    for origin in $(echo "$CORS_ORIGINS" | tr ',' ' '); do
+        echo "<AllowedOrigin>$origin</AllowedOrigin>"
+    done
+    for method in GET HEAD PUT POST; do echo "<AllowedMethod>$method</AllowedMethod>"; done
+    echo "<AllowedHeader>*</AllowedHeader><ExposeHeader>ETag</ExposeHeader>"
+    echo "<MaxAgeSeconds>600</MaxAgeSeconds></CORSRule></CORSConfiguration>"
+} > "$cors_rules"
+if ! mc cors set "$store/$S3_BUCKET" "$cors_rules" >/dev/null 2>&1; then
+    echo "bucket CORS rules not taken here; the api cors_allow_origin setting applies"
+fi
+rm -f "$cors_rules"
+
 if [ "$restart_needed" = yes ]; then
     mc admin service restart "$store"
 fi
