@@ -39,7 +39,9 @@ class WebhookRelay(threading.Thread):
                     self._pool.submit(self._deliver, found)
 
     def _deliver(self, found: storage.StoredObject) -> None:
-        body = notification(self._bucket, found.key, found.etag, found.size)
+        # The object's own upload time, as MinIO's eventTime is: not when the relay noticed it
+        # (which would order uploads by polling round and key).
+        body = notification(self._bucket, found.key, found.etag, found.size, found.last_modified)
         try:
             self._client.deliver(
                 body, retry=ANY_FAILURE, backoff=Backoff(0.1, 3.0, 300.0), timeout=600

@@ -39,3 +39,9 @@ def test_relay_delivers_new_and_changed_uploads_again_after_failures(
     keys = [json.loads(body)["Records"][0]["s3"]["object"]["key"] for _, body in receiver.got]
     assert len(receiver.got) == 3 and set(keys) == {"uploads%2Fb_x%2Fone.csv"}
     assert {h["Authorization"] for h, _ in receiver.got} == {"Bearer hook"}
+    # each event carries the object's own upload time, as MinIO's eventTime does
+    stored = store.stat_object(bucket, "uploads/b_x/one.csv").last_modified
+    times = [json.loads(body)["Records"][0]["eventTime"] for _, body in receiver.got]
+    assert stored is not None and times[-1] == stored.isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z"
+    )
