@@ -2,9 +2,11 @@
 missing or due for a check), its notifications (sent here when a poll finds one due), and
 retry of failed files."""
 
+import hashlib
 import json
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,10 +14,15 @@ from typing import Any
 from . import access, batch_view, database, notify, storage
 from .clients import Clients, get_clients
 from .dispatch import hand_over
+from .errors import RequestError
 
 REJECTS_URL_EXPIRY = timedelta(hours=24)
-# Pollers of one batch share the answer until the batch changes (rejects URLs stay fresh).
+# Rejects URLs are signed at the start of the hour and valid an hour longer than promised, so
+# an unchanged batch's answer is byte-identical (and its ETag the same) for the whole hour.
+SIGNING_WINDOW = timedelta(hours=1)
+# Pollers of one batch share the answer until the batch changes.
 STATUS_CACHE_SECONDS = 30.0
+FILE_VIEWS = ("all", "failed", "none")
 STATUS_CACHE_BATCHES = 1000
 log = logging.getLogger("ingest")
 
@@ -28,13 +35,87 @@ class _Answer:
     version: str | None
     built: float
     final: bool
-    encoded: bytes
+    status: dict[str, Any]
+    revisions: list[int]  # each file's ledger revision, in the order of status["files"]
+    encoded: bytes  # the full answer
+    etag: str
     due: float | None  # when a delivery this process can send is next due (epoch seconds)
 
 
+@dataclass(frozen=True)
+class Poll:
+    """What a poller asks for: which files' entries (all, failed only, none), only the files
+    changed after a cursor it got before, and the ETag of the answer it holds."""
+
+    files: str = "all"
+    changed_since: int | None = None
+    if_none_match: str | None = None
+
+
+@dataclass(frozen=True)
+class Polled:
+    body: bytes | None  # None: the poller's copy is current (answer 304)
+    etag: str
+
+
+def poll_status(
+    clients: Clients, batch_id: str, caller: str | None = None, poll: Poll = Poll()
+) -> Polled:
+    """The status answer a poller asked for. `cursor` in it is the highest file revision it
+    reflects: asking `changed_since=cursor` next time returns only files changed since."""
+    answer = _answer(clients, batch_id, caller)
+    if poll.files == "all" and poll.changed_since is None:
+        body, etag = answer.encoded, answer.etag
+    else:
+        body = _encode(_filtered(answer, poll))
+        etag = _etag(body)
+    if poll.if_none_match is not None and etag in _etags(poll.if_none_match):
+        return Polled(None, etag)
+    return Polled(body, etag)
+
+
 def batch_status(clients: Clients, batch_id: str, caller: str | None = None) -> bytes:
-    """The batch's progress as JSON; while its view has not changed, the answer encoded last
-    time (pollers of one batch share it, and encoding is most of an answer's cost).
+    """The batch's whole progress as JSON (every file's entry)."""
+    return _answer(clients, batch_id, caller).encoded
+
+
+def poll_from(args: Mapping[str, str], if_none_match: str | None) -> Poll:
+    """The poll a request asks for: `?files=all|failed|none`, `?changedSince=<cursor>`."""
+    files = args.get("files", "all")
+    if files not in FILE_VIEWS:
+        raise RequestError("INVALID_QUERY", f"files must be one of {', '.join(FILE_VIEWS)}.")
+    since = args.get("changedSince")
+    if since is not None and not (since.isdigit() and len(since) <= 18):
+        raise RequestError("INVALID_QUERY", "changedSince must be a cursor from an answer.")
+    return Poll(files, int(since) if since is not None else None, if_none_match)
+
+
+def _filtered(answer: _Answer, poll: Poll) -> dict[str, Any]:
+    since = poll.changed_since
+    files = [
+        entry
+        for entry, revision in zip(answer.status["files"], answer.revisions, strict=True)
+        if (poll.files == "all" or (poll.files == "failed" and entry["status"] == "FAILED"))
+        and (since is None or revision > since)
+    ]
+    return {**answer.status, "files": files}
+
+
+def _encode(status: dict[str, Any]) -> bytes:
+    return json.dumps(status, separators=(",", ":")).encode()
+
+
+def _etag(body: bytes) -> str:
+    return '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+
+
+def _etags(header: str) -> set[str]:
+    return {tag.strip().removeprefix("W/") for tag in header.split(",")}
+
+
+def _answer(clients: Clients, batch_id: str, caller: str | None) -> _Answer:
+    """The batch's progress; while its view has not changed, the answer built last time
+    (pollers of one batch share it, and building and encoding are most of an answer's cost).
 
     While the batch is open its view is compared with the ledger every VIEW_CHECK_SECONDS:
     a view write lost to a Redis outage, or files Redis never heard of, are healed then."""
@@ -54,7 +135,7 @@ def batch_status(clients: Clients, batch_id: str, caller: str | None = None) -> 
         and time.monotonic() - cached.built < STATUS_CACHE_SECONDS
         and (cached.due is None or cached.due > time.time())
     ):
-        return cached.encoded
+        return cached
     status = _build_status(clients, batch_id)
     if due and status["status"] not in FINAL_STATES:
         _rebuild(clients, batch_id)
@@ -63,13 +144,23 @@ def batch_status(clients: Clients, batch_id: str, caller: str | None = None) -> 
         notify.send_due(clients, batch_id)
         status = _build_status(clients, batch_id)
     version = batch_view.freshness(clients.redis, prefix, batch_id)[0]
-    encoded = json.dumps(status, separators=(",", ":")).encode()
+    revisions = status.pop("_revisions")
+    encoded = _encode(status)
     if len(clients.status_cache) >= STATUS_CACHE_BATCHES:
         clients.status_cache.clear()
     final = status["status"] in FINAL_STATES
-    answer = _Answer(version, time.monotonic(), final, encoded, _due(clients, status))
+    answer = _Answer(
+        version,
+        time.monotonic(),
+        final,
+        status,
+        revisions,
+        encoded,
+        _etag(encoded),
+        _due(clients, status),
+    )
     clients.status_cache[batch_id] = answer
-    return encoded
+    return answer
 
 
 def _due(clients: Clients, status: dict[str, Any]) -> float | None:
@@ -111,6 +202,8 @@ def _build_status(clients: Clients, batch_id: str) -> dict[str, Any]:
         for s in ("PENDING", "PROCESSING", "COMPLETED", "FAILED")
     }
     total, done, failed = len(entries), counts["COMPLETED"], counts["FAILED"]
+    signed_at = _window_start()
+    revisions = [int(e.get("revision", 0)) for e in entries]
     return {
         "batchId": batch_id,
         "status": _batch_state(total, done, failed),
@@ -128,9 +221,16 @@ def _build_status(clients: Clients, batch_id: str) -> dict[str, Any]:
             "completed": done,
             "failed": failed,
         },
-        "files": [_file(clients, e) for e in entries],
+        "files": [_file(clients, e, signed_at) for e in entries],
         "notifications": json.loads(meta.get("notifications", "[]")),
+        "cursor": max(revisions, default=0),
+        "_revisions": revisions,  # taken out before the answer is encoded
     }
+
+
+def _window_start() -> datetime:
+    now = datetime.now(UTC)
+    return now - (now - datetime.min.replace(tzinfo=UTC)) % SIGNING_WINDOW
 
 
 def retry_failed(clients: Clients, batch_id: str, caller: str | None = None) -> dict[str, Any]:
@@ -161,7 +261,7 @@ def _batch_state(total: int, done: int, failed: int) -> str:
     return "FAILED" if done == 0 else "PARTIAL"
 
 
-def _file(clients: Clients, entry: dict[str, Any]) -> dict[str, Any]:
+def _file(clients: Clients, entry: dict[str, Any], signed_at: datetime) -> dict[str, Any]:
     rejects_key = entry.get("rejectsKey")
     return {
         "fileName": entry["fileName"],
@@ -172,7 +272,11 @@ def _file(clients: Clients, entry: dict[str, Any]) -> dict[str, Any]:
         "rowsRejected": entry["rowsRejected"],
         "error": entry["error"],
         "rejectsUrl": storage.presigned_get(
-            clients.signer, clients.settings.s3_bucket, rejects_key, REJECTS_URL_EXPIRY
+            clients.signer,
+            clients.settings.s3_bucket,
+            rejects_key,
+            REJECTS_URL_EXPIRY + SIGNING_WINDOW,
+            signed_at,
         )
         if rejects_key
         else None,

@@ -111,8 +111,12 @@ def bucket_url(endpoint: str, bucket: str) -> str:
     return f"{endpoint}/{bucket}"
 
 
-def presigned_get(signer: Minio, bucket: str, key: str, expires: timedelta) -> str:
-    return signer.presigned_get_object(bucket, key, expires=expires)
+def presigned_get(
+    signer: Minio, bucket: str, key: str, expires: timedelta, signed_at: datetime | None = None
+) -> str:
+    """A GET URL valid for `expires` from `signed_at` (now by default): signing with the same
+    moment gives the same URL, so an answer that holds it stays byte-identical."""
+    return signer.presigned_get_object(bucket, key, expires=expires, request_date=signed_at)
 
 
 def stat(store: Minio, bucket: str, key: str) -> StoredObject | None:

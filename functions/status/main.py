@@ -10,7 +10,13 @@ from shared.observability import instrument
 
 
 def _status(call: Call) -> Reply:
-    return Reply(use_cases.batch_status(get_clients(), call.params["batch_id"], call.caller))
+    poll = use_cases.poll_from(call.request.args, call.request.headers.get("If-None-Match"))
+    polled = use_cases.poll_status(get_clients(), call.params["batch_id"], call.caller, poll)
+    # private: the answer depends on the token; no-cache: keep it, but ask (ETag) every time
+    headers = {"ETag": polled.etag, "Cache-Control": "private, no-cache"}
+    if polled.body is None:
+        return Reply(None, 304, headers)
+    return Reply(polled.body, 200, headers)
 
 
 def _retry(call: Call) -> Reply:

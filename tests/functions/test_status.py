@@ -78,3 +78,18 @@ def test_minio_credentials_never_reach_error_messages(
 
 def test_metrics_and_health_are_served_beside_the_function(function_env: dict[str, str]) -> None:
     assert_serves_health_and_metrics(app("status"))
+
+
+def test_pollers_get_an_etag_and_304_while_nothing_changed(function_env: dict[str, str]) -> None:
+    batch_id, notification = uploaded(function_env, "ETAG.csv", ohlcv_csv("ETAG", 3))
+    status = app("status")
+    path = f"/function/status/batch/{batch_id}/status"
+    first = status.get(path, headers=AUTH)
+    assert first.status_code == 200 and first.headers["Cache-Control"] == "private, no-cache"
+    etag = first.headers["ETag"]
+    again = status.get(path, headers={**AUTH, "If-None-Match": etag})
+    assert (again.status_code, again.get_data(), again.headers["ETag"]) == (304, b"", etag)
+    assert app("process-file").post("/", json=notification).status_code == 204
+    changed = status.get(path, headers={**AUTH, "If-None-Match": etag})
+    assert changed.status_code == 200 and changed.headers["ETag"] != etag
+    assert status.get(path + "?files=every", headers=AUTH).status_code == 400

@@ -9,11 +9,11 @@ import redis
 
 from shared import database
 from shared.clients import Clients
-from shared.errors import NotFoundError
+from shared.errors import NotFoundError, RequestError
 from shared.models import PresignRequest
 from shared.presign import presign
 from shared.process import process_object
-from shared.status import batch_status, retry_failed
+from shared.status import Poll, Polled, batch_status, poll_from, poll_status, retry_failed
 from tests.support.apps import put_object
 from tests.support.reading import HEADER
 
@@ -100,3 +100,47 @@ def test_unknown_batches_are_not_found(clients: Clients) -> None:
             batch_status(clients, unknown)
         with pytest.raises(NotFoundError):
             retry_failed(clients, unknown)
+
+
+def test_an_unchanged_batch_answers_the_same_bytes_and_etag(
+    clients: Clients, environment: dict[str, str]
+) -> None:
+    batch_id, _ = _batch(clients, environment, GOOD, BAD)
+    first = poll_status(clients, batch_id)
+    clients.status_cache.clear()  # built again from the view, rejects URLs signed again
+    second = poll_status(clients, batch_id)
+    assert first.body is not None and first.body == second.body and first.etag == second.etag
+    held = poll_status(clients, batch_id, poll=Poll(if_none_match=f'W/{first.etag}, "x"'))
+    assert held == Polled(None, first.etag)
+
+
+def test_pollers_ask_for_failed_files_only_or_for_what_changed(
+    clients: Clients, environment: dict[str, str]
+) -> None:
+    batch_id, keys = _batch(clients, environment, GOOD, BAD, b"")
+    whole = json.loads(batch_status(clients, batch_id))
+    failed = json.loads(poll_status(clients, batch_id, poll=Poll(files="failed")).body or b"")
+    assert [f["objectKey"] for f in failed["files"]] == [keys[1]]
+    assert {k: v for k, v in failed.items() if k != "files"} == {
+        k: v for k, v in whole.items() if k != "files"
+    }
+    none = json.loads(poll_status(clients, batch_id, poll=Poll(files="none")).body or b"")
+    assert none["files"] == [] and none["total"] == 3
+    # nothing changed after the cursor: no file entries
+    cursor = whole["cursor"]
+    quiet = json.loads(poll_status(clients, batch_id, poll=Poll(changed_since=cursor)).body or b"")
+    assert quiet["files"] == []
+    # WHEN the third file lands, THEN only it comes after the cursor
+    put_object(environment, keys[2], GOOD)
+    process_object(clients, keys[2])
+    moved = json.loads(poll_status(clients, batch_id, poll=Poll(changed_since=cursor)).body or b"")
+    assert [f["objectKey"] for f in moved["files"]] == [keys[2]]
+    assert moved["cursor"] > cursor and moved["processed"] == 2
+
+
+@pytest.mark.parametrize(
+    "args", [{"files": "some"}, {"changedSince": "-1"}, {"changedSince": "x"}, {"files": ""}]
+)
+def test_a_poll_that_asks_for_nothing_known_is_refused(args: dict[str, str]) -> None:
+    with pytest.raises(RequestError):
+        poll_from(args, None)
