@@ -9,7 +9,6 @@ those tests with the reason on a developer's machine, and fails them when `CI` i
 import os
 import secrets
 from collections.abc import Iterator
-from typing import NoReturn
 
 import psycopg
 import pytest
@@ -21,7 +20,7 @@ from shared import storage
 from shared.clients import Clients, get_clients
 from shared.database import migrate
 from shared.settings import Settings
-from tests.support.env import API_TOKEN, CONTRACT_VARIABLES
+from tests.support.env import API_TOKEN, CONTRACT_VARIABLES, unavailable
 
 SERVICE_FIXTURES = frozenset({"database_url", "redis_url", "s3_endpoint"})
 _SETTINGS_NAMES = frozenset(name.lower() for name in CONTRACT_VARIABLES)
@@ -31,13 +30,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if SERVICE_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.services)
-
-
-def unavailable(reason: str) -> NoReturn:
-    """Skip (a developer's machine) or fail (CI) the test needing an absent service."""
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (CI is set: the services are required)", pytrace=False)
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")

@@ -8,30 +8,16 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
-from minio import Minio
 
-from devstack.client import ANY_FAILURE, Backoff, Client, DeliveryError, notification
-from devstack.page import CHROMIUM, INSTALL_CHROMIUM, PageStack, launch, start_with_page
-from devstack.relay import WebhookRelay
-from devstack.services import object_store, start_moto
-from shared import storage
-from tests.conftest import unavailable
-
-MIB = 1 << 20
-# Short-lived upload URLs, so that signing again is exercised; small multipart parts.
-STACK_CHANGES = {
-    "WEBHOOK_TOKEN": "hook-token",
-    "EVENT_GRACE_SECONDS": "600",  # processing comes from upload events (the relay)
-    "PRESIGN_EXPIRY_SECONDS": "6",
-    "MULTIPART_THRESHOLD_BYTES": str(6 * MIB),
-    "MULTIPART_PART_BYTES": str(5 * MIB),
-}
+from devstack.client import Client
+from devstack.page import CHROMIUM, INSTALL_CHROMIUM, launch, start_with_page
+from devstack.services import start_moto
+from tests.support.browsing import STACK_CHANGES, Browsed, Relay
+from tests.support.env import unavailable
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -39,51 +25,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if here in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.browser)
-
-
-class Relay(WebhookRelay):
-    """MinIO's notifications, except for keys whose event the broker gives up on: those go to
-    process-file's dead-letter route, as a Knative broker's dead-letter sink delivers them."""
-
-    def __init__(self, env: dict[str, str], client: Client) -> None:
-        super().__init__(env, client)
-        self.give_up: set[str] = set()
-
-    def _deliver(self, found: storage.StoredObject) -> None:
-        if not any(found.key.endswith(suffix) for suffix in self.give_up):
-            return super()._deliver(found)
-        body = notification(self._bucket, found.key, found.etag, found.size)
-        url = self._client.urls["process-file"] + "/dead-letter"
-        try:
-            self._client.deliver(body, url=url, retry=ANY_FAILURE, backoff=Backoff(0.1, 1, 60))
-        except DeliveryError:
-            return
-
-
-@dataclass(frozen=True)
-class Browsed:
-    env: dict[str, str]
-    served: PageStack
-    client: Client
-    relay: Relay
-
-    @property
-    def store(self) -> Minio:
-        return object_store(self.env)
-
-    @property
-    def bucket(self) -> str:
-        return self.env["S3_BUCKET"]
-
-    def rows_of(self, tickers: list[str]) -> int:
-        """Rows PostgreSQL holds for these tickers."""
-        with psycopg.connect(self.env["DATABASE_URL"]) as conn:
-            row = conn.execute(
-                "SELECT count(*) FROM seasonality_data d JOIN tickers t ON t.id = d.ticker_id"
-                " WHERE t.symbol = ANY(%s)",
-                (tickers,),
-            ).fetchone()
-        return int(row[0]) if row else 0
 
 
 @pytest.fixture(scope="session")

@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from devstack.data import ohlcv_csv
+from tests.support.browsing import Browsed
 
-from .conftest import Browsed
 from .support import ROWS, batch_id, cell, start, states, summary, write_files
 
 

@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .conftest import Browsed
+from tests.support.browsing import Browsed
+
 from .support import ROWS, write_files
 
 

@@ -10,8 +10,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from devstack.data import multi_ticker_csv
 from shared import storage
+from tests.support.browsing import STACK_CHANGES, Browsed
 
-from .conftest import STACK_CHANGES, Browsed
 from .support import ROWS, batch_id, start, states, summary, wait_until, write_files
 
 EXPIRED = (

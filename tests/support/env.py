@@ -1,7 +1,10 @@
 """The test world's constants, and the environment variables the settings class reads."""
 
+import os
 import secrets
+from typing import NoReturn
 
+import pytest
 from pydantic import AliasChoices, AliasPath
 
 from devstack import ROOT
@@ -47,3 +50,10 @@ def offline_settings(**overrides: object) -> Settings:
         **overrides,
     }
     return Settings(**values)  # type: ignore[arg-type]
+
+
+def unavailable(reason: str) -> NoReturn:
+    """Skip (a developer's machine) or fail (CI) the test needing an absent service."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI is set: the services are required)", pytrace=False)
+    pytest.skip(reason)
