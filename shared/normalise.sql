@@ -89,3 +89,6 @@ CREATE MACRO ingest_signum(x, xv) AS CASE WHEN xv <> 0 THEN sign(xv) WHEN ingest
 CREATE MACRO ingest_cell(x) AS CASE WHEN regexp_matches(x, '^[=+\-@\t\r]') THEN '''' || x
     ELSE x END;
 CREATE TABLE ingest_reasons (code VARCHAR PRIMARY KEY, message VARCHAR);
+-- Weekdays in [1900-01-01, d) (a Monday): the business days between two dates, for GAP.
+CREATE MACRO ingest_bdays(d) AS 5 * ((d - DATE '1900-01-01') // 7)
+    + least((d - DATE '1900-01-01') % 7, 5);

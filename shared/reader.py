@@ -20,7 +20,7 @@ import shutil
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from importlib.resources import files
 from pathlib import Path
@@ -28,9 +28,10 @@ from typing import Any
 
 import duckdb
 
-from . import workspace
+from . import plausibility, workspace
 from .errors import FileRejectedError, TransientError
 from .layout import Layout, decode_legacy
+from .plausibility import WARN, Checks, Previous
 from .settings import Settings
 
 log = logging.getLogger("ingest")
@@ -143,6 +144,12 @@ _PLAIN_ROWS = (
     + " FROM raw WHERE rn <= $last"
 )
 _PLAIN_VALUES = ", ".join(f"CAST({f} AS DOUBLE) AS {f}_v" for f in PRICES + AMOUNTS)
+_COUNTS = (
+    "SELECT count(*) FILTER (WHERE keep), count(*) FILTER (WHERE reason IS NOT NULL),"
+    " count(*) FILTER (WHERE reason IS NULL AND NOT keep), count(*),"
+    " list(DISTINCT symbol ORDER BY symbol) FILTER (WHERE keep),"
+    " min(date) FILTER (WHERE keep), max(date) FILTER (WHERE keep) FROM parsed"
+)
 _DUCKDB_LINE = re.compile(r"CSV Error on Line: (\d+)")
 
 
@@ -168,6 +175,11 @@ class ParsedFile:
     superseded: int = 0
     data_rows: int = 0
     footer_lines: int = 0  # trailing lines with no price, amount or date: not data
+    # Plausibility warnings of the loaded rows (shared/plausibility.py): code -> rows, the
+    # warnings CSV (None: none), and the main ticker's compact close series for a sparkline.
+    warnings: dict[str, int] = field(default_factory=dict)
+    warnings_csv: Path | None = None
+    series: dict[str, Any] | None = None
 
 
 class Reader:
@@ -188,7 +200,10 @@ class Reader:
             }
         )
         db.execute(_SETUP)
-        db.executemany("INSERT INTO ingest_reasons VALUES (?, ?)", list(REASONS.items()))
+        db.executemany(
+            "INSERT INTO ingest_reasons VALUES (?, ?)",
+            list(REASONS.items()) + list(plausibility.CODES.items()),
+        )
         return db
 
     def read(
@@ -200,13 +215,17 @@ class Reader:
         ticker_ids: TickerIds,
         workdir: Path,
         source: Source | None = None,
+        checks: Checks = WARN,
+        previous: Previous | None = None,
     ) -> ParsedFile:
         """Parse one object into a CSV of valid rows ready for COPY, and one of rejected rows.
 
         `ticker_ids` maps the file's symbols to ids (creating them) before the rows are written.
         `source` streams the object's bytes (process-file streams them from the object store);
         without it `url` is a local path. `url` only names the file otherwise: DuckDB reads a
-        staged local copy, so no object key ever reaches it as a path. Raises FileRejectedError
+        staged local copy, so no object key ever reaches it as a path. `checks` are the
+        plausibility rules, `previous` finds the stored row before each ticker's first date.
+        Raises FileRejectedError
         (the content) or TransientError (infrastructure), nothing else.
         """
         chunks = source or self._source(url)
@@ -218,7 +237,8 @@ class Reader:
             self._reconnect(db)
             raise TransientError(f"DuckDB unavailable: {_first_line(error)}") from error
         try:
-            return _read(cursor, chunks, layout, ticker, workdir, _Stamp(uploaded_at, ticker_ids))
+            stamp = _Stamp(uploaded_at, ticker_ids, checks, previous)
+            return _read(cursor, chunks, layout, ticker, workdir, stamp)
         except (FileRejectedError, TransientError):
             raise
         except duckdb.Error as error:
@@ -283,6 +303,8 @@ def _classified(error: duckdb.Error, layout: Layout) -> Exception:
 class _Stamp:
     uploaded_at: datetime
     ticker_ids: TickerIds
+    checks: Checks = WARN
+    previous: Previous | None = None
 
 
 def _read(
@@ -319,19 +341,14 @@ def _read(
     # rejected and the earlier valid ones are superseded, not loaded.
     cursor.execute(
         f"CREATE TEMP TABLE parsed AS SELECT rn, reason, symbol, date, {fields},"
+        " open_v, high_v, low_v, close_v,"
         " reason IS NULL AND row_number() OVER (PARTITION BY symbol, date"
         " ORDER BY rn DESC) = 1 AS keep"
         f" FROM (SELECT *, {_CLASSIFY} AS reason FROM (SELECT *, {_KEYS} FROM"
         f" (SELECT *, {values} FROM ({rows}))))",
         {"today": datetime.now(UTC).date(), **lane},
     )
-    loaded, rejected, superseded, data_rows, tickers, first, last_date = _one(
-        cursor,
-        "SELECT count(*) FILTER (WHERE keep), count(*) FILTER (WHERE reason IS NOT NULL),"
-        " count(*) FILTER (WHERE reason IS NULL AND NOT keep), count(*),"
-        " list(DISTINCT symbol ORDER BY symbol) FILTER (WHERE keep),"
-        " min(date) FILTER (WHERE keep), max(date) FILTER (WHERE keep) FROM parsed",
-    )
+    loaded, rejected, superseded, data_rows, tickers, first, last_date = _one(cursor, _COUNTS)
     footer_lines = _one(cursor, "SELECT count(*) FROM raw WHERE rn > $last", {"last": last})[0]
     if rejected and not loaded:
         code, line = _one(
@@ -348,6 +365,17 @@ def _read(
         )
     tickers = list(tickers or [])
     ids = stamp.ticker_ids(tickers)
+    found = plausibility.check(
+        cursor, stamp.checks, ids, stamp.previous, layout.header_line + 1, workdir
+    )
+    if found.rejected:  # reject mode: the flagged rows are rejects now
+        loaded, rejected, superseded, data_rows, tickers, first, last_date = _one(cursor, _COUNTS)
+        tickers = list(tickers or [])
+        if not loaded:
+            raise FileRejectedError(
+                f"No valid data rows: all {rejected} were rejected, {found.rejected} of them by"
+                " the plausibility checks (PLAUSIBILITY_MODE=reject)."
+            )
     rows_csv = workdir / "rows.csv"
     cursor.execute(
         f"COPY (SELECT m.id, p.date, {', '.join('p.' + f for f in PRICES + AMOUNTS)},"
@@ -373,6 +401,9 @@ def _read(
         superseded=superseded,
         data_rows=data_rows,
         footer_lines=footer_lines,
+        warnings=found.counts,
+        warnings_csv=found.warnings_csv,
+        series=found.series,
     )
 
 

@@ -67,6 +67,13 @@ class Settings(BaseSettings):
     max_notification_records: int = Field(default=100, ge=1)
     duckdb_memory_limit: str = "160MB"
     duckdb_threads: int = Field(default=1, ge=1)
+    # Plausibility checks (shared/plausibility.py): warn (load and list) or reject the rows
+    # they flag; a file's own `plausibility` at presign overrides the mode.
+    plausibility_mode: Literal["warn", "reject"] = "warn"
+    plausibility_max_move: float = Field(default=0.5, gt=0)
+    plausibility_max_gap_days: int = Field(default=10, ge=1)
+    # Superseded values are kept this long; a batch finished longer ago cannot be reverted.
+    history_retention_days: int = Field(default=90, ge=1)
 
     # Completion notifications (shared/notify.py): each channel is optional.
     notify_webhook_urls: CommaList = ()

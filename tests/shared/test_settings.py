@@ -46,6 +46,7 @@ def _other_value(name: str) -> str:
         "notify_email_from": "from@other.example",
         "multipart_threshold_bytes": str(80 << 20),  # S3 parts are at least 5 MiB
         "multipart_part_bytes": str(10 << 20),
+        "plausibility_mode": "reject",
     }
     by_type = {int: "2048", float: "2048.5", bool: "true", tuple[str, ...]: "a,b"}
     return special.get(name) or by_type.get(annotation) or "http://other.example"  # type: ignore[call-overload]

@@ -1,0 +1,198 @@
+"""Plausibility checks of a file's valid rows, in the reader's DuckDB pass.
+
+Per ticker, in date order, each row is compared with the row before it: the file's previous
+row, or for a ticker's first row the stored row before it (one bounded lookup per file, the
+`Previous` callback). What is found is a warning by default (the row loads, and is listed with
+its line in the warnings CSV); in `reject` mode the flagged rows are rejected with the code as
+their reason instead. CONFLICT (one batch holding a ticker and date twice with different
+values) needs the other file, so the load finds it (shared/database.py).
+
+Warnings CSV: line, ticker, date, code, close, ref_line, ref_date, ref_close, message; one row
+per (row, code), in line order. `ref_*` is the row the check compared with (ref_line empty:
+the stored row before the file).
+"""
+
+import csv
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+
+import duckdb
+
+Mode = Literal["warn", "reject"]
+# Most serious first: in reject mode a row flagged twice is rejected with the first.
+CODES = {
+    "UNIT_SWITCH": "close is 50 times (or a 50th of) the previous close: a unit change",
+    "LARGE_MOVE": "close moved more than the allowed share from the previous close",
+    "STALE": "one of 10 or more consecutive rows with identical open, high, low and close",
+    "GAP": "more business days are missing before this row than allowed",
+    "CONFLICT": "another file of the batch holds this ticker and date with other values",
+}
+UNIT_FACTOR = 50
+STALE_ROWS = 10
+SERIES_POINTS = 60  # at most this many points in a file's sparkline series
+WARNINGS_HEADER = (
+    "line",
+    "ticker",
+    "date",
+    "code",
+    "close",
+    "ref_line",
+    "ref_date",
+    "ref_close",
+    "message",
+)
+# (ticker id, first date of the ticker in the file) -> (ticker id, date, close) of the stored
+# row before it, for the tickers that have one.
+Previous = Callable[[list[int], list[date]], list[tuple[int, date, float]]]
+
+
+@dataclass(frozen=True)
+class Checks:
+    mode: Mode = "warn"
+    max_move: float = 0.5
+    max_gap_days: int = 10
+
+
+WARN = Checks()
+
+
+@dataclass(frozen=True)
+class Found:
+    counts: dict[str, int]  # code -> rows flagged (warn mode; empty in reject mode)
+    warnings_csv: Path | None
+    rejected: int  # rows turned into rejects (reject mode)
+    series: dict[str, Any] | None
+
+
+_FLAGS = f"""
+CREATE OR REPLACE TEMP TABLE flags AS
+WITH k AS (
+    SELECT rn, symbol, date, close_v,
+        lag(rn) OVER w AS prev_rn, lag(date) OVER w AS prev_date, lag(close_v) OVER w AS prev_close,
+        coalesce(open_v IS DISTINCT FROM lag(open_v) OVER w OR high_v IS DISTINCT FROM
+            lag(high_v) OVER w OR low_v IS DISTINCT FROM lag(low_v) OVER w
+            OR close_v IS DISTINCT FROM lag(close_v) OVER w, true) AS starts
+    FROM parsed WHERE keep WINDOW w AS (PARTITION BY symbol ORDER BY date)
+), r AS (
+    SELECT *, sum(starts::INTEGER) OVER (PARTITION BY symbol ORDER BY date
+        ROWS UNBOUNDED PRECEDING) AS run FROM k
+), g AS (
+    SELECT r.*, count(*) OVER (PARTITION BY r.symbol, run) AS run_rows,
+        first_value(rn) OVER (PARTITION BY r.symbol, run ORDER BY r.date) AS run_rn,
+        first_value(r.date) OVER (PARTITION BY r.symbol, run ORDER BY r.date) AS run_date,
+        CASE WHEN prev_rn IS NULL THEN s.close ELSE prev_close END AS ref_close,
+        CASE WHEN prev_rn IS NULL THEN s.date ELSE prev_date END AS ref_date
+    FROM r LEFT JOIN prior s ON s.symbol = r.symbol AND r.prev_rn IS NULL
+)
+SELECT rn, symbol, date, code, close_v, ref_rn, ref_date, ref_close FROM (
+    SELECT rn, symbol, date, close_v, prev_rn AS ref_rn, ref_date, ref_close, CASE
+        WHEN close_v >= {UNIT_FACTOR} * ref_close OR ref_close >= {UNIT_FACTOR} * close_v
+            THEN 'UNIT_SWITCH'
+        WHEN abs(close_v / ref_close - 1) > $max_move THEN 'LARGE_MOVE' END AS code
+    FROM g WHERE ref_close > 0
+    UNION ALL
+    SELECT rn, symbol, date, close_v, run_rn, run_date, close_v, 'STALE'
+    FROM g WHERE run_rows >= {STALE_ROWS} AND rn <> run_rn
+    UNION ALL
+    SELECT rn, symbol, date, close_v, prev_rn, prev_date, prev_close, 'GAP'
+    FROM g WHERE prev_rn IS NOT NULL
+        AND ingest_bdays(date) - ingest_bdays(prev_date + 1) > $max_gap
+) WHERE code IS NOT NULL
+"""
+_PRIORITY = " ".join(f"WHEN '{code}' THEN {n}" for n, code in enumerate(CODES))
+_REJECT = f"""
+UPDATE parsed SET reason = f.code, keep = false
+FROM (SELECT rn, arg_min(code, CASE code {_PRIORITY} END) AS code FROM flags GROUP BY rn) f
+WHERE parsed.rn = f.rn
+"""
+# The file's main ticker (most rows) as weekly closes (the week's last), thinned to at most
+# SERIES_POINTS buckets of whole weeks; a bucket is flagged when one of its rows is.
+_SERIES = f"""
+WITH t AS (
+    SELECT symbol FROM parsed WHERE keep GROUP BY symbol ORDER BY count(*) DESC, symbol LIMIT 1
+), w AS (
+    SELECT date_trunc('week', p.date) AS week, arg_max(p.close_v, p.date) AS close,
+        max(p.date) AS last, bool_or(f.rn IS NOT NULL) AS flagged
+    FROM parsed p LEFT JOIN (SELECT DISTINCT rn FROM flags) f ON f.rn = p.rn
+    WHERE p.keep AND p.symbol = (SELECT symbol FROM t) GROUP BY week
+), b AS (
+    SELECT (row_number() OVER (ORDER BY week) - 1)
+        // CAST(ceil(count(*) OVER () / {SERIES_POINTS}) AS BIGINT) AS bucket, * FROM w
+), p AS (
+    SELECT bucket, arg_max(close, last) AS close, max(last) AS last, bool_or(flagged) AS flagged
+    FROM b GROUP BY bucket
+)
+SELECT (SELECT symbol FROM t), min(last), max(last), list(close ORDER BY bucket),
+    list(bucket ORDER BY bucket) FILTER (WHERE flagged) FROM p
+"""
+
+
+def check(
+    cursor: duckdb.DuckDBPyConnection,
+    checks: Checks,
+    ids: dict[str, int],
+    previous: Previous | None,
+    line_offset: int,
+    workdir: Path,
+) -> Found:
+    """Flag the parsed rows (table `flags`); in reject mode turn them into rejects."""
+    firsts = cursor.execute(
+        "SELECT list(symbol ORDER BY symbol), list(min_date ORDER BY symbol) FROM"
+        " (SELECT symbol, min(date) AS min_date FROM parsed WHERE keep GROUP BY symbol)"
+    ).fetchone()
+    symbols: list[str] = list(firsts[0] or []) if firsts else []
+    dates: list[date] = list(firsts[1] or []) if firsts else []
+    stored = previous([ids[s] for s in symbols], dates) if previous and symbols else []
+    by_id = {ids[s]: s for s in symbols}
+    cursor.execute(
+        "CREATE OR REPLACE TEMP TABLE prior AS SELECT unnest($s::VARCHAR[]) AS symbol,"
+        " unnest($d::DATE[]) AS date, unnest($c::DOUBLE[]) AS close",
+        {
+            "s": [by_id[t] for t, _, _ in stored],
+            "d": [d for _, d, _ in stored],
+            "c": [float(c) for _, _, c in stored],
+        },
+    )
+    cursor.execute(_FLAGS, {"max_move": checks.max_move, "max_gap": checks.max_gap_days})
+    count_rows = cursor.execute("SELECT code, count(*) FROM flags GROUP BY code").fetchall()
+    counts = {code: int(n) for code, n in count_rows}
+    ordered = {code: counts[code] for code in CODES if code in counts}
+    if checks.mode == "reject" and ordered:
+        cursor.execute(_REJECT)
+        rejected = int(sum(1 for _ in cursor.execute("SELECT DISTINCT rn FROM flags").fetchall()))
+        cursor.execute("DELETE FROM flags")
+        return Found({}, None, rejected, _series(cursor))
+    path = _write(cursor, line_offset, workdir) if ordered else None
+    return Found(ordered, path, 0, _series(cursor))
+
+
+def _write(cursor: duckdb.DuckDBPyConnection, line_offset: int, workdir: Path) -> Path:
+    body = workdir / "warnings-body.csv"
+    messages = " ".join(f"WHEN '{c}' THEN '{m}'" for c, m in CODES.items())
+    cursor.execute(
+        f"COPY (SELECT rn + {line_offset}, symbol, date, code, close_v,"
+        f" ref_rn + {line_offset}, ref_date, ref_close, CASE code {messages} END FROM flags"
+        f" ORDER BY rn, CASE code {_PRIORITY} END) TO '{body}' (HEADER false)"
+    )
+    path = workdir / "warnings.csv"
+    with path.open("w", newline="", encoding="utf-8") as out:
+        csv.writer(out).writerow(WARNINGS_HEADER)
+        out.write(body.read_text(encoding="utf-8"))
+    return path
+
+
+def _series(cursor: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:
+    row = cursor.execute(_SERIES).fetchone()
+    if row is None or row[0] is None:
+        return None
+    ticker, first, last, closes, flagged = row
+    return {
+        "ticker": ticker,
+        "from": first.isoformat(),
+        "to": last.isoformat(),
+        "close": [float(f"{c:.6g}") for c in closes],
+        "flagged": [int(i) for i in flagged or []],
+    }
