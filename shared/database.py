@@ -6,7 +6,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from importlib.resources import files
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import psycopg
 from psycopg.rows import dict_row
@@ -315,6 +315,7 @@ def load_file(
     parsed: ParsedFile,
     rejects_key: str | None,
     outbox: Outbox | None = None,
+    content_key: str | None = None,
 ) -> Recorded | None:
     """Load a parsed file all or nothing, and settle its batch in the same transaction; None
     when this version was already finished."""
@@ -324,12 +325,13 @@ def load_file(
             # duplicate blocks on this row and then finds it finished.
             if not _claim(conn, record.object_key, etag):
                 return None
+            _lock_tickers(conn, parsed.ticker_ids)
             holder = _insert_rows(conn, parsed)
             _cover(conn, holder, record.object_key, etag, uploaded_at, parsed)
             conn.execute(
                 "UPDATE ingest_files SET status = 'COMPLETED', etag = %s, uploaded_at = %s,"
                 " rows_loaded = %s, rows_rejected = %s, tickers = %s, error = NULL,"
-                " rejects_key = %s, finished_at = now(), updated_at = now()"
+                " rejects_key = %s, content_key = %s, finished_at = now(), updated_at = now()"
                 " WHERE object_key = %s",
                 (
                     etag,
@@ -338,6 +340,7 @@ def load_file(
                     parsed.rows_rejected,
                     parsed.tickers,
                     rejects_key,
+                    content_key,
                     record.object_key,
                 ),
             )
@@ -345,6 +348,118 @@ def load_file(
     except psycopg.errors.DataError as error:  # a value the reader let through; not retryable
         cause = error.diag.message_primary
         raise FileRejectedError(f"A value cannot be stored: {cause}") from error
+
+
+def load_identical(
+    pool: ConnectionPool,
+    record: FileRecord,
+    etag: str,
+    uploaded_at: datetime,
+    content_key: str,
+    outbox: Outbox | None = None,
+) -> Recorded | None | Literal[False]:
+    """Complete a version whose content a completed version already loaded, without reading
+    or writing a row: the stored rows are that version's as long as no newer version holds
+    any of its dates. Records this version's coverage at its own time (so an older upload
+    processed later still loses to it) and the first one's counts. False when no such
+    version is usable (the file must be read); None when this version was already finished.
+    """
+    try:
+        with transaction(pool) as conn:
+            return _complete_identical(conn, record, etag, uploaded_at, content_key, outbox)
+    except _NotIdentical:
+        return False
+
+
+class _NotIdentical(Exception):
+    """Rolls the shortcut's transaction back: the file must be read after all."""
+
+
+def _complete_identical(
+    conn: psycopg.Connection[Any],
+    record: FileRecord,
+    etag: str,
+    uploaded_at: datetime,
+    content_key: str,
+    outbox: Outbox | None,
+) -> Recorded | None | Literal[False]:
+    first = conn.execute(
+        "SELECT object_key, etag, uploaded_at, rows_loaded, rows_rejected, tickers,"
+        " rejects_key FROM ingest_files WHERE content_key = %s AND status = 'COMPLETED'"
+        " AND uploaded_at IS NOT NULL ORDER BY uploaded_at DESC LIMIT 1",
+        (content_key,),
+    ).fetchone()
+    if first is None:
+        return False
+    key, first_etag, first_at, loaded, rejected, tickers, rejects_key = first
+    held = {"key": key, "etag": first_etag, "at": first_at}
+    ids = [
+        row[0]
+        for row in conn.execute(
+            "SELECT ticker_id FROM ingest_coverage"
+            " WHERE object_key = %(key)s AND etag = %(etag)s AND uploaded_at = %(at)s",
+            held,
+        ).fetchall()
+    ]
+    if not ids and loaded:
+        return False  # loaded before coverage was kept: read it
+    if not _claim(conn, record.object_key, etag):
+        return None
+    _lock_tickers(conn, ids)
+    newer = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM ingest_coverage f JOIN ingest_coverage c"
+        " ON c.ticker_id = f.ticker_id AND c.uploaded_at > f.uploaded_at"
+        " AND c.dates && f.dates WHERE f.object_key = %(key)s AND f.etag = %(etag)s"
+        " AND f.uploaded_at = %(at)s)",
+        held,
+    ).fetchone()
+    if newer is None or newer[0]:
+        raise _NotIdentical()
+    conn.execute(
+        "INSERT INTO ingest_coverage (ticker_id, uploaded_at, object_key, etag, dates)"
+        " SELECT ticker_id, %(now)s, %(mine)s, %(my_etag)s, dates FROM ingest_coverage"
+        " WHERE object_key = %(key)s AND etag = %(etag)s AND uploaded_at = %(at)s"
+        " ON CONFLICT DO NOTHING",
+        {**held, "now": uploaded_at, "mine": record.object_key, "my_etag": etag},
+    )
+    conn.execute(
+        "UPDATE ingest_files SET status = 'COMPLETED', etag = %s, uploaded_at = %s,"
+        " rows_loaded = %s, rows_rejected = %s, tickers = %s, error = NULL,"
+        " rejects_key = %s, content_key = %s, finished_at = now(), updated_at = now()"
+        " WHERE object_key = %s",
+        (
+            etag,
+            uploaded_at,
+            loaded,
+            rejected,
+            tickers,
+            rejects_key,
+            content_key,
+            record.object_key,
+        ),
+    )
+    return Recorded(_settle(conn, record.batch_id, outbox))
+
+
+# Loads of the same tickers run one after another: whether a row is identical to the stored
+# one, and whether a newer version holds its date, is then decided on committed data only. A
+# file takes a lock per ticker bucket (sorted, so loads cannot deadlock) under a shared "all
+# tickers" lock; a file with more buckets than MAX_TICKER_LOCKS takes that lock exclusively
+# instead, which bounds the locks any file holds.
+_TICKER_LOCK_SPACE = 0x7469636B
+_ALL_TICKERS = -1
+TICKER_BUCKETS = 1024
+MAX_TICKER_LOCKS = 32
+
+
+def _lock_tickers(conn: psycopg.Connection[Any], ticker_ids: Sequence[int]) -> None:
+    buckets = sorted({ticker_id % TICKER_BUCKETS for ticker_id in ticker_ids})
+    if len(buckets) > MAX_TICKER_LOCKS:
+        conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_TICKER_LOCK_SPACE, _ALL_TICKERS))
+        return
+    conn.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", (_TICKER_LOCK_SPACE, _ALL_TICKERS))
+    for bucket in buckets:
+        conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_TICKER_LOCK_SPACE, bucket))
 
 
 def _insert_rows(conn: psycopg.Connection[Any], parsed: ParsedFile) -> str:

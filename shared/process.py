@@ -7,9 +7,12 @@ per object version: after MAX_TRANSIENT_ATTEMPTS the file is FAILED with the las
 single file can hold the sender's queue for ever.
 """
 
+import hashlib
 import logging
 import time
 from datetime import UTC, datetime, timedelta
+from functools import cache
+from importlib.resources import files
 from pathlib import Path
 from typing import Literal
 
@@ -162,6 +165,13 @@ def _load(
             raise FileRejectedError(
                 f"The file is {stored.size} bytes, over the limit of {settings.max_file_bytes}."
             )
+        content_key = _content_key(record, stored)
+        if content_key is not None:
+            done = database.load_identical(
+                clients.pool, record, stored.etag, uploaded_at, content_key, notify.outbox(settings)
+            )
+            if done is not False:
+                return _publish(clients, record, "completed" if done else "duplicate", done)
         with workspace.file_workdir() as workdir:
             parsed = _parse(clients, record, uploaded_at, workdir)
             rejects_key = _store_rejects(clients, record, parsed)
@@ -173,10 +183,30 @@ def _load(
                 parsed,
                 rejects_key,
                 notify.outbox(settings),
+                content_key,
             )
     except FileRejectedError as error:
         return _fail(clients, record, stored.etag, str(error))
     return _publish(clients, record, "completed" if loaded else "duplicate", loaded)
+
+
+def _content_key(record: FileRecord, stored: storage.StoredObject) -> str | None:
+    """What the file's rows follow from: its bytes (the store's etag, with the size), the
+    reading rules (the reader's own source), and the ticker a file without a ticker column is
+    loaded under. None when the store gives no etag to go by."""
+    if not stored.etag:
+        return None
+    ticker = record.ticker_hint or layout.ticker_from_name(record.file_name) or ""
+    return f"{_reading_rules()}|{stored.etag}|{stored.size}|{ticker}"
+
+
+@cache
+def _reading_rules() -> str:
+    """Changes whenever the code that turns bytes into rows does."""
+    digest = hashlib.sha256()
+    for name in ("layout.py", "reader.py", "normalise.sql"):
+        digest.update(files("shared").joinpath(name).read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def fail_never_uploaded(clients: Clients, record: FileRecord, url_expired_at: datetime) -> None:

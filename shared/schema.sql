@@ -71,6 +71,13 @@ ALTER TABLE ingest_batches ADD COLUMN IF NOT EXISTS presigned boolean NOT NULL D
 -- owner: shared.access.caller_id of the API token that created the batch
 ALTER TABLE ingest_batches ADD COLUMN IF NOT EXISTS owner text;
 
+-- content_key: what a completed version's rows follow from (its bytes by etag and size, the
+-- reading rules, the ticker a file without one is loaded under); a later version with the
+-- same key is completed from the first one's record, without reading or writing rows
+ALTER TABLE ingest_files ADD COLUMN IF NOT EXISTS content_key text;
+CREATE INDEX IF NOT EXISTS ingest_files_by_content ON ingest_files (content_key, uploaded_at)
+    WHERE status = 'COMPLETED' AND content_key IS NOT NULL;
+
 CREATE OR REPLACE FUNCTION ingest_next_revision() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     NEW.revision := nextval('ingest_file_revision');

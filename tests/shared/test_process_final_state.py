@@ -26,7 +26,7 @@ from shared.reconcile import reconcile
 from shared.settings import Settings
 from shared.status import batch_status
 from tests.support.apps import put_object
-from tests.support.ledger import stored_rows
+from tests.support.ledger import row_versions, stored_rows
 
 pytestmark = pytest.mark.services
 
@@ -317,3 +317,70 @@ def test_reconcile_goes_on_past_a_failing_file(
         sweeping.close()
     assert first in result.errors and "cannot be read" in result.errors[first]
     assert _file(clients, second).status == "COMPLETED"
+
+
+def _event_at(clients: Clients, environment: dict[str, str], key: str, when: datetime) -> str:
+    """Process the object at `key` as its upload event dated `when` would; the outcome."""
+    stat = clients.store.stat_object(environment["S3_BUCKET"], key)
+    return process_object(clients, key, (stat.etag or "").strip('"'), when)
+
+
+def test_content_already_loaded_completes_without_reading_or_writing_a_row(
+    tolerant: Clients, environment: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a file loaded once
+    body = ohlcv_csv("SAME", 40)
+    first = f"uploads/{new_batch_id()}/0000_SAME.csv"
+    put_object(environment, first, body)
+    base = datetime.now(UTC) - timedelta(hours=1)
+    assert _event_at(tolerant, environment, first, base) == "completed"
+    before = row_versions(environment["DATABASE_URL"], "SAME")
+    # WHEN the same bytes arrive again in a new batch (and the reader would fail if asked)
+    again = f"uploads/{new_batch_id()}/0000_SAME.csv"
+    put_object(environment, again, body)
+    monkeypatch.setattr(tolerant.reader, "read", lambda *_: 1 / 0)
+    assert _event_at(tolerant, environment, again, base + timedelta(minutes=1)) == "completed"
+    # THEN it counts as loaded, no row was rewritten, and its own coverage is recorded
+    record = _file(tolerant, again)
+    assert (record.status, record.rows_loaded, record.tickers) == ("COMPLETED", 40, ["SAME"])
+    assert row_versions(environment["DATABASE_URL"], "SAME") == before
+    with psycopg.connect(environment["DATABASE_URL"]) as conn:
+        covered = conn.execute(
+            "SELECT count(*) FROM ingest_coverage WHERE object_key = %s", (again,)
+        ).fetchone()
+    assert covered == (1,)
+
+
+def test_the_shortcut_never_skips_a_newer_change(
+    tolerant: Clients, environment: dict[str, str]
+) -> None:
+    # A (t1), then B (t2) changes the rows, then A's bytes again (t3): A's values must return
+    base = datetime.now(UTC) - timedelta(hours=1)
+    keys = {name: f"uploads/{new_batch_id()}/0000_NEWER.csv" for name in "ABC"}
+    put_object(environment, keys["A"], ohlcv_csv("NEWER", 5, price="100.25"))
+    put_object(environment, keys["B"], ohlcv_csv("NEWER", 5, price="300.25"))
+    put_object(environment, keys["C"], ohlcv_csv("NEWER", 5, price="100.25"))
+    for minutes, name in ((1, "A"), (2, "B"), (3, "C")):
+        at = base + timedelta(minutes=minutes)
+        assert _event_at(tolerant, environment, keys[name], at) == "completed"
+    closes = [str(row[4]) for row in stored_rows(environment["DATABASE_URL"], "NEWER")]
+    assert closes == ["100.25", "100.26", "100.27", "100.28", "100.29"]
+
+
+def test_an_older_upload_loses_to_content_completed_by_the_shortcut(
+    tolerant: Clients, environment: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A (t1) loads; A' (same bytes, t3) completes by the shortcut; B (t2) comes last: A's stays
+    base = datetime.now(UTC) - timedelta(hours=1)
+    keys = {name: f"uploads/{new_batch_id()}/0000_SHORT.csv" for name in ("A", "A2", "B")}
+    put_object(environment, keys["A"], ohlcv_csv("SHORT", 5, price="100.25"))
+    put_object(environment, keys["A2"], ohlcv_csv("SHORT", 5, price="100.25"))
+    put_object(environment, keys["B"], ohlcv_csv("SHORT", 5, price="300.25"))
+    assert _event_at(tolerant, environment, keys["A"], base + timedelta(minutes=1)) == "completed"
+    with monkeypatch.context() as patched:  # A' is never read
+        patched.setattr(tolerant.reader, "read", lambda *_: 1 / 0)
+        at = base + timedelta(minutes=3)
+        assert _event_at(tolerant, environment, keys["A2"], at) == "completed"
+    assert _event_at(tolerant, environment, keys["B"], base + timedelta(minutes=2)) == "completed"
+    closes = [str(row[4]) for row in stored_rows(environment["DATABASE_URL"], "SHORT")]
+    assert closes == ["100.25", "100.26", "100.27", "100.28", "100.29"]
