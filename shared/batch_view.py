@@ -72,6 +72,9 @@ def entry(record: FileRecord) -> Entry:
         "rejectsKey": record.rejects_key,
         "position": record.position,
         "revision": record.revision,
+        "warnings": dict(record.warnings) if record.status == "COMPLETED" else {},
+        "warningsKey": record.warnings_key if record.status == "COMPLETED" else None,
+        "series": record.series if record.status == "COMPLETED" else None,
     }
 
 
@@ -83,6 +86,7 @@ def put_batch(client: redis.Redis, prefix: str, batch: BatchRecord) -> None:
         "expiresAt": _iso(batch.expires_at),
         "checkedAt": _iso(datetime.now(UTC)),
         **({"owner": batch.owner} if batch.owner else {}),
+        **({"reverted": json.dumps(batch.reverted)} if batch.reverted else {}),
     }
 
     def write() -> None:

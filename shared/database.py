@@ -43,7 +43,8 @@ Outbox = Callable[[BatchOutcome], Composed | None]
 FAILED_FILES_LISTED = 100
 _FILE_COLUMNS = (
     "object_key, batch_id, file_name, status, ticker_hint, etag, rows_loaded, rows_rejected,"
-    " tickers, error, rejects_key, position, revision"
+    " tickers, error, rejects_key, position, revision, warnings, warnings_key, series,"
+    " plausibility"
 )
 # TCP keepalives on both ends: a worker whose node vanished loses its connection, and with it
 # the file lock, within about idle + interval x count seconds.
@@ -140,9 +141,17 @@ def add_files(
         with conn.cursor() as cur:
             cur.executemany(
                 "INSERT INTO ingest_files (object_key, batch_id, position, file_name, ticker_hint,"
-                " declared_size) VALUES (%s, %s, %s, %s, %s, %s)",
+                " declared_size, plausibility) VALUES (%s, %s, %s, %s, %s, %s, %s)",
                 [
-                    (f.object_key, batch_id, first + i, f.file_name, f.ticker_hint, f.declared_size)
+                    (
+                        f.object_key,
+                        batch_id,
+                        first + i,
+                        f.file_name,
+                        f.ticker_hint,
+                        f.declared_size,
+                        f.plausibility,
+                    )
                     for i, f in enumerate(created)
                 ],
             )
@@ -160,6 +169,7 @@ def add_files(
                 status="PENDING",
                 ticker_hint=f.ticker_hint,
                 position=first + i,
+                plausibility=f.plausibility,
             )
             for i, f in enumerate(created)
         ],
@@ -316,9 +326,10 @@ def load_file(
     rejects_key: str | None,
     outbox: Outbox | None = None,
     content_key: str | None = None,
+    warnings_key: str | None = None,
 ) -> Recorded | None:
     """Load a parsed file all or nothing, and settle its batch in the same transaction; None
-    when this version was already finished."""
+    when this version was already finished (or its batch was reverted)."""
     try:
         with transaction(pool) as conn:
             # The claim is the conditional write that makes redelivery harmless: a concurrent
@@ -326,13 +337,15 @@ def load_file(
             if not _claim(conn, record.object_key, etag):
                 return None
             _lock_tickers(conn, parsed.ticker_ids)
+            if not _begin_load(conn, record, etag, uploaded_at):
+                return None  # its batch was reverted: it takes no rows any more
             holder = _insert_rows(conn, parsed)
             _cover(conn, holder, record.object_key, etag, uploaded_at, parsed)
             conn.execute(
                 "UPDATE ingest_files SET status = 'COMPLETED', etag = %s, uploaded_at = %s,"
                 " rows_loaded = %s, rows_rejected = %s, tickers = %s, error = NULL,"
-                " rejects_key = %s, content_key = %s, finished_at = now(), updated_at = now()"
-                " WHERE object_key = %s",
+                " rejects_key = %s, content_key = %s, warnings = %s, warnings_key = %s,"
+                " series = %s, finished_at = now(), updated_at = now() WHERE object_key = %s",
                 (
                     etag,
                     uploaded_at,
@@ -341,6 +354,9 @@ def load_file(
                     parsed.tickers,
                     rejects_key,
                     content_key,
+                    Jsonb(parsed.warnings),
+                    warnings_key,
+                    Jsonb(parsed.series) if parsed.series else None,
                     record.object_key,
                 ),
             )
@@ -437,6 +453,11 @@ def _complete_identical(
             content_key,
             record.object_key,
         ),
+    )
+    conn.execute(  # the first one's plausibility findings (the mode is part of the key)
+        "UPDATE ingest_files f SET warnings = o.warnings, warnings_key = o.warnings_key,"
+        " series = o.series FROM ingest_files o WHERE f.object_key = %s AND o.object_key = %s",
+        (record.object_key, key),
     )
     return Recorded(_settle(conn, record.batch_id, outbox))
 
@@ -611,7 +632,7 @@ def require_batch(pool: ConnectionPool, batch_id: str) -> BatchRecord:
 def get_batch(pool: ConnectionPool, batch_id: str) -> BatchRecord | None:
     with transaction(pool) as conn, conn.cursor(row_factory=dict_row) as cur:
         batch = cur.execute(
-            "SELECT b.id, b.created_at, b.expires_at, b.owner,"
+            "SELECT b.id, b.created_at, b.expires_at, b.owner, b.reverted,"
             " greatest(b.created_at, max(f.updated_at))"
             " AS updated_at FROM ingest_batches b LEFT JOIN ingest_files f ON f.batch_id = b.id"
             " WHERE b.id = %s GROUP BY b.id",
@@ -630,6 +651,7 @@ def get_batch(pool: ConnectionPool, batch_id: str) -> BatchRecord | None:
         expires_at=batch["expires_at"],
         files=[FileRecord(**row) for row in rows],
         owner=batch["owner"],
+        reverted=batch["reverted"],
     )
 
 
@@ -728,6 +750,11 @@ def _settle(
         " AND status = 'FAILED' ORDER BY position LIMIT %s",
         (batch_id, FAILED_FILES_LISTED),
     ).fetchall()
+    warnings = conn.execute(
+        "SELECT w.key, sum(w.value::bigint) FROM ingest_files f, jsonb_each_text(f.warnings) w"
+        " WHERE f.batch_id = %s AND f.status = 'COMPLETED' GROUP BY w.key ORDER BY w.key",
+        (batch_id,),
+    ).fetchall()
     outcome = BatchOutcome(
         batch_id=batch_id,
         seq=int(finished[0]),
@@ -742,6 +769,7 @@ def _settle(
         started_at=counts[5],
         failed_files=[(name, key, error) for name, key, error in failed_files],
         notify=dict(batch[2] or {}),
+        warnings={code: int(rows) for code, rows in warnings},
     )
     composed = outbox(outcome) if outbox is not None else None
     if composed is not None and composed.deliveries:
@@ -851,3 +879,211 @@ def batch_notifications(pool: ConnectionPool, batch_id: str) -> list[Delivery]:
             (batch_id,),
         ).fetchall()
     return [Delivery(**row) for row in rows]
+
+
+# Plausibility and undo (shared/plausibility.py, shared/revert.py).
+
+
+def previous_closes(
+    pool: ConnectionPool, ticker_ids: list[int], firsts: list[Any]
+) -> list[tuple[int, Any, float]]:
+    """The stored row before each ticker's first date in a file: one index probe a ticker."""
+    with transaction(pool) as conn:
+        rows = conn.execute(
+            "SELECT f.t, p.date, p.close FROM unnest(%s::int[], %s::date[]) f(t, first)"
+            " CROSS JOIN LATERAL (SELECT date, close FROM seasonality_data"
+            " WHERE ticker_id = f.t AND date < f.first ORDER BY date DESC LIMIT 1) p",
+            (ticker_ids, firsts),
+        ).fetchall()
+    return [(int(t), d, float(c)) for t, d, c in rows]
+
+
+def _begin_load(
+    conn: psycopg.Connection[Any],
+    record: FileRecord,
+    etag: str,
+    uploaded_at: datetime,
+) -> bool:
+    """Open the load of a file version (under its tickers' locks): its load row, named in
+    ingest.load_id for the rows written and the history kept in this transaction; False
+    (nothing is loaded) when its batch was reverted."""
+    row = conn.execute(
+        "WITH b AS (SELECT reverted_at FROM ingest_batches WHERE id = %(batch)s)"
+        " INSERT INTO ingest_loads (object_key, etag, batch_id, uploaded_at)"
+        " SELECT %(key)s, %(etag)s, %(batch)s, %(at)s FROM b WHERE b.reverted_at IS NULL"
+        " RETURNING id",
+        {"batch": record.batch_id, "key": record.object_key, "etag": etag, "at": uploaded_at},
+    ).fetchone()
+    if row is None:
+        return False
+    conn.execute("SELECT set_config('ingest.load_id', %s, true)", (str(row[0]),))
+    return True
+
+
+def _revert_rows(conn: psycopg.Connection[Any], batch_id: str) -> dict[str, Any]:
+    """Undo the batch's loads (under its tickers' locks): restore each row a load of it changed
+    to the value it replaced, remove each row it inserted; rows changed since by a load of
+    another batch, or held by a later upload (ingest_coverage), are left and reported."""
+    conn.execute("SELECT set_config('ingest.reverting', 'on', true)")
+    conn.execute(
+        "CREATE TEMP TABLE ingest_revert ON COMMIT DROP AS"
+        " WITH l AS (SELECT array_agg(id) AS ids FROM ingest_loads WHERE batch_id = %(batch)s),"
+        " c AS (SELECT ticker_id, min(lower(dates)) AS first, max(upper(dates)) AS last"
+        "   FROM ingest_coverage WHERE object_key LIKE %(prefix)s GROUP BY ticker_id)"
+        " SELECT d.ticker_id, d.date, d.load_id, d.uploaded_at,"
+        "  (SELECT h.id FROM ingest_history h WHERE h.ticker_id = d.ticker_id"
+        "   AND h.date = d.date AND h.load_id = ANY(l.ids)"
+        "   AND (h.old_load_id IS NULL OR NOT h.old_load_id = ANY(l.ids))"
+        "   ORDER BY h.id LIMIT 1) AS history_id,"
+        "  EXISTS (SELECT 1 FROM ingest_coverage o WHERE o.ticker_id = d.ticker_id"
+        "   AND o.dates @> d.date AND o.uploaded_at > d.uploaded_at"
+        "   AND o.object_key NOT LIKE %(prefix)s) AS held"
+        " FROM l, c JOIN seasonality_data d ON d.ticker_id = c.ticker_id"
+        "  AND d.date >= c.first AND d.date < c.last"
+        " WHERE d.load_id = ANY(l.ids)",
+        {"batch": batch_id, "prefix": f"{keys.UPLOADS}{batch_id}/%"},
+    )
+    restored = conn.execute(
+        "UPDATE seasonality_data d SET open = h.open, high = h.high, low = h.low,"
+        " close = h.close, volume = h.volume, open_interest = h.open_interest,"
+        " uploaded_at = h.uploaded_at, load_id = h.old_load_id"
+        " FROM ingest_revert r JOIN ingest_history h ON h.id = r.history_id"
+        " WHERE NOT r.held AND d.ticker_id = r.ticker_id AND d.date = r.date"
+        " AND d.load_id = r.load_id"
+    ).rowcount
+    removed = conn.execute(
+        "DELETE FROM seasonality_data d USING ingest_revert r WHERE r.history_id IS NULL"
+        " AND NOT r.held AND d.ticker_id = r.ticker_id AND d.date = r.date"
+        " AND d.load_id = r.load_id"
+    ).rowcount
+    # left: rows a load of another batch changed after this batch's (their value replaced
+    # this batch's), and rows a later upload holds
+    conflicts = conn.execute(
+        "WITH l AS (SELECT array_agg(id) AS ids FROM ingest_loads WHERE batch_id = %(batch)s),"
+        " left_rows AS (SELECT h.ticker_id, h.date FROM ingest_history h, l"
+        "   WHERE h.old_load_id = ANY(l.ids) AND NOT coalesce(h.load_id = ANY(l.ids), false)"
+        "   AND NOT EXISTS (SELECT 1 FROM ingest_revert r WHERE r.ticker_id = h.ticker_id"
+        "     AND r.date = h.date AND NOT r.held)"
+        "   UNION SELECT ticker_id, date FROM ingest_revert WHERE held),"
+        " islands AS (SELECT ticker_id, date, sum(CASE WHEN date - prev > 4 OR prev IS NULL"
+        "   THEN 1 ELSE 0 END) OVER (PARTITION BY ticker_id ORDER BY date) AS island"
+        "   FROM (SELECT *, lag(date) OVER (PARTITION BY ticker_id ORDER BY date) AS prev"
+        "         FROM left_rows) x)"
+        " SELECT t.symbol, min(i.date), max(i.date), count(*) FROM islands i"
+        " JOIN tickers t ON t.id = i.ticker_id GROUP BY t.symbol, i.island"
+        " ORDER BY t.symbol, min(i.date)",
+        {"batch": batch_id},
+    ).fetchall()
+    conn.execute(
+        "DELETE FROM ingest_coverage WHERE object_key LIKE %s", (f"{keys.UPLOADS}{batch_id}/%",)
+    )
+    by_ticker: dict[str, list[dict[str, Any]]] = {}
+    for symbol, first, last, rows in conflicts:
+        by_ticker.setdefault(symbol, []).append(
+            {"from": first.isoformat(), "to": last.isoformat(), "rows": int(rows)}
+        )
+    return {
+        "restored": restored,
+        "removed": removed,
+        "left": sum(int(rows) for *_, rows in conflicts),
+        "conflicts": [{"ticker": t, "ranges": r} for t, r in by_ticker.items()],
+    }
+
+
+def revert_batch(
+    pool: ConnectionPool,
+    batch_id: str,
+    retention_days: int,
+    outbox: Outbox | None = None,
+) -> tuple[dict[str, Any], bool]:
+    """Revert the batch once: (what the revert did, whether this call did it). A second call,
+    or one that waited for a concurrent revert, finds it recorded and changes nothing."""
+    with transaction(pool) as conn:
+        tickers = conn.execute(
+            "SELECT coalesce(array_agg(DISTINCT ticker_id), '{}') FROM ingest_coverage"
+            " WHERE object_key LIKE %s",
+            (f"{keys.UPLOADS}{batch_id}/%",),
+        ).fetchone()
+        _lock_tickers(conn, list(tickers[0]) if tickers else [])
+        batch = conn.execute(
+            "SELECT reverted, final_status, notify, created_at,"
+            " (SELECT max(loaded_at) FROM ingest_loads WHERE batch_id = %(id)s),"
+            " now() - make_interval(days => %(days)s), now()"
+            " FROM ingest_batches WHERE id = %(id)s FOR UPDATE",
+            {"id": batch_id, "days": retention_days},
+        ).fetchone()
+        if batch is None:
+            raise NotFoundError("BATCH_NOT_FOUND", f"Batch {batch_id[:40]!r} was not found.")
+        reverted, final_status, notify, created_at, loaded_at, oldest, now = batch
+        if reverted is not None:
+            return dict(reverted), False
+        if final_status is None or not _is_final(conn, batch_id):
+            raise ConflictError(
+                "BATCH_NOT_FINAL", "The batch is still loading; revert it once it is final."
+            )
+        if loaded_at is not None and loaded_at < oldest:
+            raise ConflictError(
+                "REVERT_EXPIRED",
+                f"The batch loaded its rows more than {retention_days} days ago"
+                " (HISTORY_RETENTION_DAYS): the values it replaced are no longer kept.",
+            )
+        done = {**_revert_rows(conn, batch_id), "revertedAt": now.isoformat()}
+        finished = conn.execute(
+            "UPDATE ingest_batches SET reverted_at = %s, reverted = %s,"
+            " final_status = 'REVERTED', final_seq = final_seq + 1 WHERE id = %s"
+            " RETURNING final_seq, reverted_at",
+            (now, Jsonb(done), batch_id),
+        ).fetchone()
+        assert finished is not None
+        conn.execute("UPDATE ingest_files SET updated_at = now() WHERE batch_id = %s", (batch_id,))
+        if outbox is not None:
+            outcome = BatchOutcome(
+                batch_id=batch_id,
+                seq=int(finished[0]),
+                status="REVERTED",
+                total=0,
+                processed=0,
+                failed=0,
+                rows_loaded=0,
+                rows_rejected=0,
+                created_at=created_at,
+                finished_at=finished[1],
+                started_at=None,
+                failed_files=[],
+                notify=dict(notify or {}),
+                reverted=done,
+            )
+            composed = outbox(outcome)
+            if composed is not None and composed.deliveries:
+                _write_outbox(conn, outcome, composed)
+        return done, True
+
+
+def prune_history(pool: ConnectionPool, retention_days: int) -> int:
+    """Drop the superseded values kept longer than the retention: rows deleted."""
+    with transaction(pool) as conn:
+        return conn.execute(
+            "DELETE FROM ingest_history WHERE recorded_at < now() - make_interval(days => %s)",
+            (retention_days,),
+        ).rowcount
+
+
+def lineage(pool: ConnectionPool, ticker: str, day: Any) -> dict[str, Any] | None:
+    """Which file version and batch wrote the stored row, and every value it replaced."""
+    with transaction(pool) as conn, conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(
+            "SELECT * FROM ingest_lineage WHERE ticker = %s AND date = %s", (ticker, day)
+        ).fetchone()
+        history = cur.execute(
+            "SELECT h.open, h.high, h.low, h.close, h.volume, h.open_interest, h.uploaded_at,"
+            " h.recorded_at, o.batch_id AS batch_id, o.object_key AS object_key,"
+            " n.batch_id AS replaced_by_batch, n.object_key AS replaced_by_object"
+            " FROM ingest_history h JOIN tickers t ON t.id = h.ticker_id"
+            " LEFT JOIN ingest_loads o ON o.id = h.old_load_id"
+            " LEFT JOIN ingest_loads n ON n.id = h.load_id"
+            " WHERE t.symbol = %s AND h.date = %s ORDER BY h.id DESC",
+            (ticker, day),
+        ).fetchall()
+    if row is None and not history:
+        return None
+    return {"row": row, "history": history}

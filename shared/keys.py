@@ -2,6 +2,7 @@
 
 uploads/<batchId>/<NNNN>_<safe name>   an uploaded file (NNNN: its position in the batch)
 rejects/<batchId>/<NNNN>_<safe name>   the rejected rows of that file
+rejects/<batchId>/<NNNN>_<safe name>.warnings.csv   its plausibility warnings
 """
 
 import secrets
@@ -36,6 +37,10 @@ def upload_key(batch_id: str, position: int, file_name: str) -> str:
 
 def rejects_key(object_key: str) -> str:
     return REJECTS + object_key.removeprefix(UPLOADS)
+
+
+def warnings_key(object_key: str) -> str:
+    return rejects_key(object_key) + ".warnings.csv"
 
 
 def batch_of(key: str) -> str | None:

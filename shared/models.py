@@ -19,6 +19,7 @@ class FileSpec(_Body):
     size: int | None = Field(default=None, ge=0)
     type: str | None = None
     ticker: str | None = None
+    plausibility: Literal["warn", "reject"] | None = None  # overrides PLAUSIBILITY_MODE
 
 
 class NotifyOption(BaseModel):
@@ -82,6 +83,7 @@ class NewFile:
     content_type: str
     ticker_hint: str | None
     declared_size: int | None
+    plausibility: str | None = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,10 @@ class FileRecord:
     rejects_key: str | None = None
     position: int = 0
     revision: int = 0
+    warnings: dict[str, int] = field(default_factory=dict)  # plausibility code -> rows
+    warnings_key: str | None = None
+    series: dict[str, Any] | None = None  # the compact close series (shared/plausibility.py)
+    plausibility: str | None = None  # the file's own mode from presign (None: the deployment's)
 
     @property
     def finished(self) -> bool:
@@ -115,6 +121,7 @@ class BatchRecord:
     expires_at: datetime
     files: list[FileRecord]
     owner: str | None = None
+    reverted: dict[str, Any] | None = None  # what its revert did (shared/revert.py)
 
 
 NotificationState = Literal["PENDING", "SENT", "DEAD", "GONE"]
@@ -139,6 +146,8 @@ class BatchOutcome:
     # (file name, object key, error) of the first failed files
     failed_files: list[tuple[str, str, str | None]]
     notify: dict[str, list[str]]  # the batch's own recipients, from presign
+    reverted: dict[str, Any] | None = None  # a revert's counts and conflicts (REVERTED)
+    warnings: dict[str, int] = field(default_factory=dict)  # plausibility warnings per code
 
 
 @dataclass(frozen=True)

@@ -97,6 +97,8 @@ def summary(settings: Settings, outcome: BatchOutcome) -> dict[str, Any]:
             for name, key, error in outcome.failed_files
         ],
         "failedFilesOmitted": outcome.failed - len(outcome.failed_files),
+        "warnings": dict(outcome.warnings),
+        **({"revert": outcome.reverted} if outcome.reverted is not None else {}),
     }
 
 

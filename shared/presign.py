@@ -133,6 +133,7 @@ def _new_file(batch_id: str, position: int, spec: FileSpec) -> NewFile:
         content_type=UPLOAD_CONTENT_TYPE,
         ticker_hint=spec.ticker.strip().upper() if spec.ticker else None,
         declared_size=spec.size,
+        plausibility=spec.plausibility,
     )
 
 

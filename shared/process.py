@@ -21,7 +21,9 @@ from .clients import Clients
 from .errors import BusyError, FileRejectedError, TransientError
 from .events import ObjectCreated
 from .models import FileRecord, Recorded
+from .plausibility import Checks
 from .reader import ParsedFile
+from .settings import Settings
 
 log = logging.getLogger("ingest")
 Outcome = Literal["completed", "failed", "duplicate", "ignored"]
@@ -165,7 +167,7 @@ def _load(
             raise FileRejectedError(
                 f"The file is {stored.size} bytes, over the limit of {settings.max_file_bytes}."
             )
-        content_key = _content_key(record, stored)
+        content_key = _content_key(record, stored, _checks(settings, record))
         if content_key is not None:
             done = database.load_identical(
                 clients.pool, record, stored.etag, uploaded_at, content_key, notify.outbox(settings)
@@ -184,27 +186,30 @@ def _load(
                 rejects_key,
                 notify.outbox(settings),
                 content_key,
+                _store_warnings(clients, record, parsed),
             )
     except FileRejectedError as error:
         return _fail(clients, record, stored.etag, str(error))
     return _publish(clients, record, "completed" if loaded else "duplicate", loaded)
 
 
-def _content_key(record: FileRecord, stored: storage.StoredObject) -> str | None:
+def _content_key(record: FileRecord, stored: storage.StoredObject, checks: Checks) -> str | None:
     """What the file's rows follow from: its bytes (the store's etag, with the size), the
-    reading rules (the reader's own source), and the ticker a file without a ticker column is
-    loaded under. None when the store gives no etag to go by."""
+    reading rules (the reader's own source), the ticker a file without a ticker column is
+    loaded under, and the plausibility rules (reject mode drops rows). None when the store
+    gives no etag to go by."""
     if not stored.etag:
         return None
     ticker = record.ticker_hint or layout.ticker_from_name(record.file_name) or ""
-    return f"{_reading_rules()}|{stored.etag}|{stored.size}|{ticker}"
+    rules = f"{checks.mode}:{checks.max_move}:{checks.max_gap_days}"
+    return f"{_reading_rules()}|{stored.etag}|{stored.size}|{ticker}|{rules}"
 
 
 @cache
 def _reading_rules() -> str:
     """Changes whenever the code that turns bytes into rows does."""
     digest = hashlib.sha256()
-    for name in ("layout.py", "reader.py", "normalise.sql"):
+    for name in ("layout.py", "reader.py", "normalise.sql", "plausibility.py"):
         digest.update(files("shared").joinpath(name).read_bytes())
     return digest.hexdigest()[:16]
 
@@ -257,19 +262,35 @@ def _parse(
         lambda symbols: database.ticker_ids(clients.pool, symbols),
         workdir,
         lambda: storage.stream(clients.store, settings.s3_bucket, record.object_key),
+        _checks(settings, record),
+        lambda ids, firsts: database.previous_closes(clients.pool, ids, firsts),
     )
 
 
+def _checks(settings: Settings, record: FileRecord) -> Checks:
+    """The plausibility rules of the file: the deployment's, in the file's own mode if any."""
+    mode = record.plausibility or settings.plausibility_mode
+    return Checks(
+        "reject" if mode == "reject" else "warn",
+        settings.plausibility_max_move,
+        settings.plausibility_max_gap_days,
+    )
+
+
+def _store_warnings(clients: Clients, record: FileRecord, parsed: ParsedFile) -> str | None:
+    return _store_report(clients, parsed.warnings_csv, keys.warnings_key(record.object_key))
+
+
 def _store_rejects(clients: Clients, record: FileRecord, parsed: ParsedFile) -> str | None:
-    if parsed.rejects_csv is None:
+    return _store_report(clients, parsed.rejects_csv, keys.rejects_key(record.object_key))
+
+
+def _store_report(clients: Clients, path: Path | None, key: str) -> str | None:
+    """Put a report CSV of the file (rejects, warnings) beside it; its key (None: no report)."""
+    if path is None:
         return None
-    key = keys.rejects_key(record.object_key)
     storage.upload_file(
-        clients.store,
-        clients.settings.s3_bucket,
-        key,
-        parsed.rejects_csv,
-        "text/csv; charset=utf-8",
+        clients.store, clients.settings.s3_bucket, key, path, "text/csv; charset=utf-8"
     )
     return key
 

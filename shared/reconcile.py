@@ -4,7 +4,8 @@ Landed objects whose event never came are processed (files a dead worker left PR
 included: its lock died with it); presigned files never uploaded are failed once their upload
 URL has expired, so every batch reaches a final state. One file's trouble never stops the
 sweep: it is reported, and the next file is taken. Last, every notification due is sent (those
-a process committed but died before sending included).
+a process committed but died before sending included), and the superseded values older than
+HISTORY_RETENTION_DAYS are pruned (their batches can no longer be reverted).
 """
 
 import logging
@@ -28,6 +29,7 @@ class Reconciled:
     busy: int = 0
     errors: dict[str, str] = field(default_factory=dict)  # object key -> what went wrong
     notifications: dict[str, int] = field(default_factory=dict)  # state -> deliveries sent
+    history_pruned: int = 0  # superseded values older than HISTORY_RETENTION_DAYS, dropped
 
 
 def reconcile(clients: Clients) -> Reconciled:
@@ -52,4 +54,5 @@ def reconcile(clients: Clients) -> Reconciled:
             log.warning("reconcile of %s failed", record.object_key, exc_info=True)
             result.errors[record.object_key] = f"{type(error).__name__}: {error}"[:300]
     result.notifications = notify.send_due(clients, limit=NOTIFICATIONS_PER_SWEEP)
+    result.history_pruned = database.prune_history(clients.pool, settings.history_retention_days)
     return result

@@ -142,3 +142,79 @@ CREATE TABLE IF NOT EXISTS ingest_notify_gone (
     gone_at timestamptz NOT NULL DEFAULT now(),
     reason text NOT NULL
 );
+
+-- Plausibility checks (shared/plausibility.py): the file's warnings per code, its warnings CSV,
+-- the compact close series the admin page draws, and its own mode from presign (NULL: the
+-- deployment's PLAUSIBILITY_MODE).
+ALTER TABLE ingest_files
+    ADD COLUMN IF NOT EXISTS warnings jsonb NOT NULL DEFAULT '{}',
+    ADD COLUMN IF NOT EXISTS warnings_key text,
+    ADD COLUMN IF NOT EXISTS series jsonb,
+    ADD COLUMN IF NOT EXISTS plausibility text CHECK (plausibility IN ('warn', 'reject'));
+
+-- Undo (shared/revert.py). Each file version that loads rows gets a load; every stored row
+-- names the load that wrote its value (its lineage: load_id, set by the load transaction's
+-- ingest.load_id, so a straight COPY fills it without carrying it), and a row whose value a
+-- load changes keeps the value it replaced in ingest_history (an unchanged row is never
+-- rewritten, so an identical re-ingest keeps nothing). A revert restores those values and
+-- removes the rows its loads inserted; ingest_batches.reverted holds what it did.
+CREATE TABLE IF NOT EXISTS ingest_loads (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    object_key text NOT NULL,
+    etag text NOT NULL,
+    batch_id text NOT NULL REFERENCES ingest_batches (id),
+    uploaded_at timestamptz NOT NULL,
+    loaded_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS ingest_loads_by_batch ON ingest_loads (batch_id);
+ALTER TABLE seasonality_data ADD COLUMN IF NOT EXISTS load_id bigint
+    DEFAULT nullif(current_setting('ingest.load_id', true), '')::bigint;
+ALTER TABLE ingest_batches
+    ADD COLUMN IF NOT EXISTS reverted_at timestamptz,
+    ADD COLUMN IF NOT EXISTS reverted jsonb;
+-- One row per value a load replaced: the old value, its upload time and load, and the load
+-- that replaced it (recorded_at: pruned after HISTORY_RETENTION_DAYS by scripts/reconcile).
+CREATE TABLE IF NOT EXISTS ingest_history (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    load_id bigint,
+    ticker_id integer NOT NULL,
+    date date NOT NULL,
+    open numeric NOT NULL,
+    high numeric NOT NULL,
+    low numeric NOT NULL,
+    close numeric NOT NULL,
+    volume numeric NOT NULL,
+    open_interest numeric NOT NULL,
+    uploaded_at timestamptz NOT NULL,
+    old_load_id bigint,
+    recorded_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS ingest_history_by_load ON ingest_history (load_id);
+CREATE INDEX IF NOT EXISTS ingest_history_by_old_load ON ingest_history (old_load_id);
+CREATE INDEX IF NOT EXISTS ingest_history_by_row ON ingest_history (ticker_id, date);
+CREATE INDEX IF NOT EXISTS ingest_history_by_age ON ingest_history (recorded_at);
+-- A load's update of a row whose value changes: keep the old value, name the new writer. A
+-- revert (ingest.reverting) writes its restored rows as they were, keeping nothing.
+CREATE OR REPLACE FUNCTION ingest_keep_history() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.load_id := nullif(current_setting('ingest.load_id', true), '')::bigint;
+    INSERT INTO ingest_history (load_id, ticker_id, date, open, high, low, close, volume,
+                                open_interest, uploaded_at, old_load_id)
+    VALUES (NEW.load_id, OLD.ticker_id, OLD.date, OLD.open, OLD.high, OLD.low, OLD.close,
+            OLD.volume, OLD.open_interest, OLD.uploaded_at, OLD.load_id);
+    RETURN NEW;
+END $$;
+CREATE OR REPLACE TRIGGER seasonality_data_history BEFORE UPDATE ON seasonality_data
+    FOR EACH ROW
+    WHEN ((OLD.open, OLD.high, OLD.low, OLD.close, OLD.volume, OLD.open_interest)
+          IS DISTINCT FROM (NEW.open, NEW.high, NEW.low, NEW.close, NEW.volume, NEW.open_interest)
+          AND current_setting('ingest.reverting', true) IS DISTINCT FROM 'on')
+    EXECUTE FUNCTION ingest_keep_history();
+-- Which file and batch wrote each stored row, and what it replaced: GET /lineage answers it.
+CREATE OR REPLACE VIEW ingest_lineage AS
+SELECT t.symbol AS ticker, d.date, d.open, d.high, d.low, d.close, d.volume, d.open_interest,
+       d.uploaded_at, d.load_id, l.batch_id, l.object_key, l.etag, f.file_name
+FROM seasonality_data d
+JOIN tickers t ON t.id = d.ticker_id
+LEFT JOIN ingest_loads l ON l.id = d.load_id
+LEFT JOIN ingest_files f ON f.object_key = l.object_key;

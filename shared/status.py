@@ -8,13 +8,13 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from . import access, batch_view, database, notify, storage
 from .clients import Clients, get_clients
 from .dispatch import hand_over
-from .errors import RequestError
+from .errors import NotFoundError, RequestError
 
 REJECTS_URL_EXPIRY = timedelta(hours=24)
 # Rejects URLs are signed at the start of the hour and valid an hour longer than promised, so
@@ -27,7 +27,7 @@ STATUS_CACHE_BATCHES = 1000
 log = logging.getLogger("ingest")
 
 
-FINAL_STATES = ("COMPLETED", "PARTIAL", "FAILED")
+FINAL_STATES = ("COMPLETED", "PARTIAL", "FAILED", "REVERTED")
 
 
 @dataclass(frozen=True)
@@ -204,9 +204,10 @@ def _build_status(clients: Clients, batch_id: str) -> dict[str, Any]:
     total, done, failed = len(entries), counts["COMPLETED"], counts["FAILED"]
     signed_at = _window_start()
     revisions = [int(e.get("revision", 0)) for e in entries]
+    reverted = json.loads(meta["reverted"]) if meta.get("reverted") else None
     return {
         "batchId": batch_id,
-        "status": _batch_state(total, done, failed),
+        "status": "REVERTED" if reverted else _batch_state(total, done, failed),
         "progress": round(100.0 * (done + failed) / total, 2) if total else 0.0,
         "total": total,
         "processed": done,
@@ -222,6 +223,8 @@ def _build_status(clients: Clients, batch_id: str) -> dict[str, Any]:
             "failed": failed,
         },
         "files": [_file(clients, e, signed_at) for e in entries],
+        "warnings": sum(sum(e.get("warnings", {}).values()) for e in entries),
+        "revert": reverted,
         "notifications": json.loads(meta.get("notifications", "[]")),
         "cursor": max(revisions, default=0),
         "_revisions": revisions,  # taken out before the answer is encoded
@@ -271,13 +274,76 @@ def _file(clients: Clients, entry: dict[str, Any], signed_at: datetime) -> dict[
         "rowsLoaded": entry["rowsLoaded"],
         "rowsRejected": entry["rowsRejected"],
         "error": entry["error"],
-        "rejectsUrl": storage.presigned_get(
-            clients.signer,
-            clients.settings.s3_bucket,
-            rejects_key,
-            REJECTS_URL_EXPIRY + SIGNING_WINDOW,
-            signed_at,
-        )
-        if rejects_key
-        else None,
+        "rejectsUrl": _signed(clients, rejects_key, signed_at),
+        "warnings": sum(entry.get("warnings", {}).values()),
+        "warningCounts": entry.get("warnings", {}),
+        "warningsUrl": _signed(clients, entry.get("warningsKey"), signed_at),
+        "series": entry.get("series"),
     }
+
+
+def _signed(clients: Clients, key: str | None, signed_at: datetime) -> str | None:
+    if not key:
+        return None
+    return storage.presigned_get(
+        clients.signer,
+        clients.settings.s3_bucket,
+        key,
+        REJECTS_URL_EXPIRY + SIGNING_WINDOW,
+        signed_at,
+    )
+
+
+def revert_batch(clients: Clients, batch_id: str, caller: str | None = None) -> dict[str, Any]:
+    """Undo the batch once (shared/database.py revert_batch); a repeated call answers what the
+    first one did. The view shows the batch REVERTED, and its notification is sent now."""
+    access.require_batch(clients, batch_id, caller)
+    settings = clients.settings
+    done, now = database.revert_batch(
+        clients.pool, batch_id, settings.history_retention_days, notify.outbox(settings)
+    )
+    _rebuild(clients, batch_id)
+    if now:
+        notify.send_due(clients, batch_id)
+    return {"batchId": batch_id, "status": "REVERTED", "alreadyReverted": not now, **done}
+
+
+def lineage(clients: Clients, args: Mapping[str, str]) -> dict[str, Any]:
+    """Which file version and batch wrote a stored row, and the values it replaced."""
+    ticker = args.get("ticker", "").strip().upper()
+    try:
+        day = date.fromisoformat(args.get("date", ""))
+    except ValueError:
+        raise RequestError("INVALID_QUERY", "date must be a date as YYYY-MM-DD.") from None
+    if not ticker:
+        raise RequestError("INVALID_QUERY", "ticker is required.")
+    found = database.lineage(clients.pool, ticker, day)
+    if found is None:
+        raise NotFoundError("ROW_NOT_FOUND", f"No row of {ticker[:20]!r} on {day} is stored.")
+    row, history = found["row"], found["history"]
+    return {
+        "ticker": ticker,
+        "date": day.isoformat(),
+        "row": _lineage_row(row) if row else None,
+        "replaced": [_lineage_row(h) for h in history],
+    }
+
+
+def _lineage_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    names = {"open_interest": "openInterest", "uploaded_at": "uploadedAt"}
+    values = {
+        names.get(f, f): str(row[f])
+        for f in ("open", "high", "low", "close", "volume", "open_interest")
+    }
+    extra = {
+        "uploadedAt": row["uploaded_at"].isoformat(),
+        "batchId": row.get("batch_id"),
+        "objectKey": row.get("object_key"),
+    }
+    if "file_name" in row:
+        extra["fileName"] = row["file_name"]
+    if "recorded_at" in row:
+        extra["replacedAt"] = row["recorded_at"].isoformat()
+        extra["replacedByBatchId"] = row["replaced_by_batch"]
+        extra["replacedByObjectKey"] = row["replaced_by_object"]
+    return {**values, **extra}

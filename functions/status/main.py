@@ -24,11 +24,22 @@ def _retry(call: Call) -> Reply:
     return Reply(use_cases.retry_failed(get_clients(), batch_id, call.caller), 202)
 
 
+def _revert(call: Call) -> Reply:
+    batch_id = call.params["batch_id"]
+    return Reply(use_cases.revert_batch(get_clients(), batch_id, call.caller), 200)
+
+
+def _lineage(call: Call) -> Reply:
+    return Reply(use_cases.lineage(get_clients(), call.request.args), 200)
+
+
 API = Api(
     name="status",
     routes=(
         Route("GET", "/batch/{batch_id}/status", _status),
         Route("POST", "/batch/{batch_id}/retry", _retry),
+        Route("POST", "/batch/{batch_id}/revert", _revert),
+        Route("GET", "/lineage", _lineage),
     ),
     auth="api",
 )
