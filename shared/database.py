@@ -1037,18 +1037,26 @@ def revert_batch(
         assert finished is not None
         conn.execute("UPDATE ingest_files SET updated_at = now() WHERE batch_id = %s", (batch_id,))
         if outbox is not None:
+            counts = conn.execute(
+                "SELECT count(*), count(*) FILTER (WHERE status = 'COMPLETED'),"
+                " count(*) FILTER (WHERE status = 'FAILED'), coalesce(sum(rows_loaded), 0),"
+                " coalesce(sum(rows_rejected), 0), min(started_at) FROM ingest_files"
+                " WHERE batch_id = %s",
+                (batch_id,),
+            ).fetchone()
+            assert counts is not None
             outcome = BatchOutcome(
                 batch_id=batch_id,
                 seq=int(finished[0]),
                 status="REVERTED",
-                total=0,
-                processed=0,
-                failed=0,
-                rows_loaded=0,
-                rows_rejected=0,
+                total=int(counts[0]),
+                processed=int(counts[1]),
+                failed=int(counts[2]),
+                rows_loaded=int(counts[3]),
+                rows_rejected=int(counts[4]),
                 created_at=created_at,
                 finished_at=finished[1],
-                started_at=None,
+                started_at=counts[5],
                 failed_files=[],
                 notify=dict(notify or {}),
                 reverted=done,

@@ -162,10 +162,13 @@ CREATE TABLE IF NOT EXISTS ingest_loads (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     object_key text NOT NULL,
     etag text NOT NULL,
-    batch_id text NOT NULL REFERENCES ingest_batches (id),
+    -- no foreign key: its check would share-lock the batch row, which every file of the batch
+    -- then takes FOR UPDATE to settle it (two such loads would deadlock)
+    batch_id text NOT NULL,
     uploaded_at timestamptz NOT NULL,
     loaded_at timestamptz NOT NULL DEFAULT now()
 );
+ALTER TABLE ingest_loads DROP CONSTRAINT IF EXISTS ingest_loads_batch_id_fkey;
 CREATE INDEX IF NOT EXISTS ingest_loads_by_batch ON ingest_loads (batch_id);
 ALTER TABLE seasonality_data ADD COLUMN IF NOT EXISTS load_id bigint
     DEFAULT nullif(current_setting('ingest.load_id', true), '')::bigint;

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from . import access, batch_view, database, notify, storage
+from . import access, batch_view, database, layout, notify, storage
 from .clients import Clients, get_clients
 from .dispatch import hand_over
 from .errors import NotFoundError, RequestError
@@ -315,8 +315,8 @@ def lineage(clients: Clients, args: Mapping[str, str]) -> dict[str, Any]:
         day = date.fromisoformat(args.get("date", ""))
     except ValueError:
         raise RequestError("INVALID_QUERY", "date must be a date as YYYY-MM-DD.") from None
-    if not ticker:
-        raise RequestError("INVALID_QUERY", "ticker is required.")
+    if not layout.is_symbol(ticker):
+        raise RequestError("INVALID_QUERY", "ticker must be a plausible symbol.")
     found = database.lineage(clients.pool, ticker, day)
     if found is None:
         raise NotFoundError("ROW_NOT_FOUND", f"No row of {ticker[:20]!r} on {day} is stored.")
