@@ -144,7 +144,9 @@ def read_batch(
     meta, files = _guard(read)
     if not meta:
         return None
-    entries = sorted((json.loads(v) for v in files.values()), key=lambda e: e["position"])
+    # one decode for every entry: a 1,000-file batch is one C call, not a thousand
+    decoded = json.loads(b"[" + b",".join(files.values()) + b"]")
+    entries = sorted(decoded, key=lambda e: e["position"])
     return {k.decode(): v.decode() for k, v in meta.items()}, entries
 
 
