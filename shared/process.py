@@ -196,9 +196,10 @@ def _load(
 def _content_key(record: FileRecord, stored: storage.StoredObject, checks: Checks) -> str | None:
     """What the file's rows follow from: its bytes (the store's etag, with the size), the
     reading rules (the reader's own source), the ticker a file without a ticker column is
-    loaded under, and the plausibility rules (reject mode drops rows). None when the store
-    gives no etag to go by."""
-    if not stored.etag:
+    loaded under, and the plausibility rules. None when the store gives no etag to go by, and
+    in reject mode: which rows it drops depends on the stored row before the file's first
+    date too, not on the file alone."""
+    if not stored.etag or checks.mode == "reject":
         return None
     ticker = record.ticker_hint or layout.ticker_from_name(record.file_name) or ""
     rules = f"{checks.mode}:{checks.max_move}:{checks.max_gap_days}"
