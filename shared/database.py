@@ -421,6 +421,11 @@ def _complete_identical(
         return False  # loaded before coverage was kept: read it
     if not _claim(conn, record.object_key, etag):
         return None
+    reverted = conn.execute(
+        "SELECT reverted_at IS NOT NULL FROM ingest_batches WHERE id = %s", (record.batch_id,)
+    ).fetchone()
+    if reverted is None or reverted[0]:
+        return None  # as load_file: a reverted batch takes no rows any more
     _lock_tickers(conn, ids)
     newer = conn.execute(
         "SELECT EXISTS (SELECT 1 FROM ingest_coverage f JOIN ingest_coverage c"
