@@ -1,6 +1,8 @@
 // The admin page: choose files or a folder, check them, upload them in the order shown, watch
 // them load, retry what failed, resume after a reload. Everything it sends goes through
 // upload-client.js; the table is built a slice per frame and only changed cells are touched.
+// Each loaded file shows its plausibility warnings and a sparkline of its weekly closes with the
+// flagged weeks marked; a final batch can be undone after a confirmation.
 import { forgetBatch, resumeBatch, savedBatches, startBatch } from "./upload-client.js";
 
 const $ = (id) => document.getElementById(id);
@@ -13,8 +15,13 @@ let batch = null;
 let resumable = null;
 const dirty = new Set();
 let frame = 0;
+const FINAL = new Set(["COMPLETED", "PARTIAL", "FAILED"]);
+const SVG = "http://www.w3.org/2000/svg";
+const SPARK = { width: 120, height: 28, pad: 3 };
 
 const size = (n) => (n >= 1e6 ? `${(n / 1e6).toFixed(1)} MB` : `${Math.ceil(n / 1e3)} KB`);
+const count = (n, one, many = `${one}s`) => `${n.toLocaleString("en")} ${n === 1 ? one : many}`;
+const number = (v) => v.toLocaleString("en", { maximumSignificantDigits: 4 });
 const clock = (s) => `${Math.floor(s / 60)}:${String(Math.round(s % 60)).padStart(2, "0")}`;
 
 // ---------------------------------------------------------------------------- settings
@@ -143,7 +150,7 @@ function renderRows() {
 function makeRow(item) {
   const row = document.createElement("tr");
   const cells = {};
-  for (const name of ["n", "name", "size", "ticker", "upload", "state", "tickers", "rows", "rejected", "error", "actions"]) {
+  for (const name of ["n", "name", "size", "ticker", "upload", "state", "tickers", "rows", "rejected", "error", "warnings", "series", "actions"]) {
     cells[name] = row.insertCell();
   }
   cells.name.textContent = item.name;
@@ -215,9 +222,12 @@ function paint() {
     setText(item.cells.error, f.processingError || f.error || "");
     item.row.dataset.state = stateOf(f);
     if (f.rejectsUrl && !item.rejects) {
-      item.rejects = button("Rejects CSV", `Download the rejected rows of ${item.name}`, () => download(item));
+      item.rejects = button("Rejects CSV", `Download the rejected rows of ${item.name}`,
+        () => download(item.entry.rejectsUrl, csvName(item, "rejects")));
       item.cells.actions.append(item.rejects);
     }
+    if (item.counted !== f.warningCounts || item.linked !== f.warningsUrl) paintWarnings(item, f);
+    if (item.drawn !== f.series) paintSeries(item, f);
   }
   dirty.clear();
   paintTotals();
@@ -229,14 +239,90 @@ function stateOf(f) {
   if (f.upload === "failed") return "upload failed";
   if (f.upload === "missing") return "choose again";
   if (f.upload !== "uploaded") return f.upload;
+  if (f.status === "COMPLETED" && batch?.lastStatus?.status === "REVERTED") return "REVERTED";
   return f.status;
 }
 
-async function download(item) {
-  const answer = await fetch(item.entry.rejectsUrl);
+const csvName = (item, kind) => item.name.replace(/^.*\//, "").replace(/\.[^.]*$/, "") + `.${kind}.csv`;
+const codesOf = (f) => Object.entries(f.warningCounts || {});
+
+// The count, the codes with their rows, and a link to the warnings CSV; rebuilt only when the
+// file's counts or its link change.
+function paintWarnings(item, f) {
+  item.counted = f.warningCounts;
+  item.linked = f.warningsUrl;
+  const key = `${f.warnings || 0}|${JSON.stringify(f.warningCounts || {})}|${f.warningsUrl || ""}`;
+  if (item.warningsKey === key) return;
+  item.warningsKey = key;
+  const cell = item.cells.warnings;
+  cell.textContent = "";
+  if (f.warnings) item.row.dataset.warnings = String(f.warnings);
+  else delete item.row.dataset.warnings;
+  if (!f.warnings) return;
+  const total = Object.assign(document.createElement("strong"), { textContent: f.warnings.toLocaleString("en") });
+  const codes = Object.assign(document.createElement("span"), {
+    className: "codes", textContent: codesOf(f).map(([code, n]) => `${code}: ${n.toLocaleString("en")}`).join(", "),
+  });
+  cell.append(total, " ", codes);
+  if (f.warningsUrl) {
+    const link = Object.assign(document.createElement("a"), { href: f.warningsUrl, textContent: "CSV" });
+    link.setAttribute("aria-label", `Download the warnings of ${item.name}`);
+    link.addEventListener("click", (event) => {
+      event.preventDefault();
+      download(link.href, csvName(item, "warnings"));
+    });
+    cell.append(" ", link);
+  }
+}
+
+// A sparkline of the weekly closes (linear scale: a 100x jump shows as a cliff), the weeks with
+// a flagged row marked; its text alternative names the range and the warnings.
+function paintSeries(item, f) {
+  item.drawn = f.series;
+  const s = f.series;
+  const key = s ? `${s.ticker}|${s.from}|${s.to}|${s.close.join()}|${s.flagged.join()}|${f.warnings}` : "";
+  if (item.seriesKey === key) return;
+  item.seriesKey = key;
+  const cell = item.cells.series;
+  cell.textContent = "";
+  if (!s || !s.close.length) return;
+  const { width, height, pad } = SPARK;
+  const low = Math.min(...s.close), high = Math.max(...s.close);
+  const n = s.close.length;
+  const x = (i) => pad + (n === 1 ? (width - 2 * pad) / 2 : (i * (width - 2 * pad)) / (n - 1));
+  const y = (v) => (high === low ? height / 2 : height - pad - ((v - low) * (height - 2 * pad)) / (high - low));
+  const svg = document.createElementNS(SVG, "svg");
+  for (const [name, value] of [["class", "spark"], ["width", width], ["height", height],
+    ["viewBox", `0 0 ${width} ${height}`], ["role", "img"], ["focusable", "false"]]) {
+    svg.setAttribute(name, String(value));
+  }
+  const warned = codesOf(f).map(([code, rows]) => `${code} (${count(rows, "row")})`).join(", ");
+  const label = `Weekly closes of ${s.ticker}, ${s.from} to ${s.to}: ${number(s.close[0])} to ` +
+    `${number(s.close[n - 1])}, low ${number(low)}, high ${number(high)}; ` +
+    (s.flagged.length ? `${count(s.flagged.length, "flagged week")}: ${warned || "warnings"}` : "no warnings");
+  svg.setAttribute("aria-label", label);
+  svg.dataset.flagged = String(s.flagged.length);
+  const title = document.createElementNS(SVG, "title");
+  title.textContent = label;
+  const line = document.createElementNS(SVG, "polyline");
+  line.setAttribute("points", s.close.map((v, i) => `${x(i).toFixed(1)},${y(v).toFixed(1)}`).join(" "));
+  svg.append(title, line);
+  for (const i of s.flagged) {
+    if (i < 0 || i >= n) continue;
+    const dot = document.createElementNS(SVG, "circle");
+    for (const [name, value] of [["class", "flag"], ["cx", x(i).toFixed(1)], ["cy", y(s.close[i]).toFixed(1)], ["r", 2.5]]) {
+      dot.setAttribute(name, value);
+    }
+    svg.append(dot);
+  }
+  cell.append(svg);
+}
+
+async function download(url, name) {
+  const answer = await fetch(url);
   const link = Object.assign(document.createElement("a"), {
     href: URL.createObjectURL(await answer.blob()),
-    download: item.name.replace(/^.*\//, "").replace(/\.[^.]*$/, "") + ".rejects.csv",
+    download: name,
   });
   document.body.append(link);
   link.click();
@@ -287,10 +373,88 @@ function summary(result) {
   list.textContent = `${result.completed} completed, ${result.failed} failed` +
     (result.notUploaded ? `, ${result.notUploaded} not uploaded` : "") +
     ` of ${result.total} files; ${result.rowsLoaded.toLocaleString("en")} rows loaded, ` +
-    `${result.rowsRejected.toLocaleString("en")} rejected; wall time ${clock(result.wallSeconds)}`;
+    `${result.rowsRejected.toLocaleString("en")} rejected, ${count(result.warnings || 0, "warning")}; ` +
+    `wall time ${clock(result.wallSeconds)}`;
   box.append(title, list);
   $("live").textContent = `${title.textContent}. ${list.textContent}`;
   $("pause").disabled = $("cancel").disabled = true;
+  const server = result.state;
+  $("undo").hidden = !(server && FINAL.has(server.status) && server.processed > 0);
+  $("undo").disabled = false;
+  if (server?.status === "REVERTED" && server.revert) reverted({ alreadyReverted: true, ...server.revert });
+}
+
+// ---------------------------------------------------------------------------------- undo
+
+function offerUndo() {
+  if (!batch?.lastStatus) return;
+  const s = batch.lastStatus;
+  const loaded = batch.files.filter((f) => f.status === "COMPLETED");
+  const tickers = new Set(loaded.flatMap((f) => f.tickers || []));
+  const text = $("undo-text");
+  text.textContent = "";
+  const what = document.createElement("p");
+  what.textContent = `Batch ${batch.batchId}: ${count(loaded.length, "file")} loaded ` +
+    `${count(s.rowsLoaded, "row")} of ${count(tickers.size, "ticker")}. Undoing it changes those rows only:`;
+  const list = document.createElement("ul");
+  for (const line of [
+    "rows this batch added are removed;",
+    "rows it changed get back the values they had before it;",
+    "rows a later upload has changed since are left as they are, and listed.",
+  ]) {
+    list.append(Object.assign(document.createElement("li"), { textContent: line }));
+  }
+  const after = document.createElement("p");
+  after.textContent = "The batch becomes REVERTED, once: to load these files again, upload them again.";
+  text.append(what, list, after);
+  const dialog = $("undo-dialog");
+  dialog.returnValue = "";
+  dialog.showModal();
+}
+
+async function undo() {
+  const out = $("undone");
+  $("undo").disabled = true;
+  out.hidden = false;
+  out.textContent = "Undoing the batch…";
+  try {
+    reverted(await batch.revert());
+  } catch (error) {
+    out.textContent = `The batch was not undone: ${error.message}`;
+    $("undo").disabled = false;
+    $("undo").focus();
+  }
+}
+
+function reverted(done) {
+  const box = $("summary");
+  box.dataset.status = "REVERTED";
+  const title = box.querySelector("h3");
+  if (title) title.textContent = "Batch REVERTED";
+  $("undo").hidden = true;
+  const out = $("undone");
+  out.hidden = false;
+  out.textContent = "";
+  const counts = document.createElement("p");
+  counts.textContent = `Undone${done.alreadyReverted ? " (earlier)" : ""}: ` +
+    `${count(done.restored, "row")} restored to their earlier values, ${done.removed.toLocaleString("en")} removed, ` +
+    `${done.left.toLocaleString("en")} left as they are (changed by a later upload since).`;
+  out.append(counts);
+  const conflicts = done.conflicts || [];
+  if (conflicts.length) {
+    const list = document.createElement("ul");
+    for (const c of conflicts.slice(0, 100)) {
+      const ranges = c.ranges.map((r) => `${r.from === r.to ? r.from : `${r.from} to ${r.to}`} (${count(r.rows, "row")})`);
+      list.append(Object.assign(document.createElement("li"), { textContent: `${c.ticker}: ${ranges.join(", ")}` }));
+    }
+    if (conflicts.length > 100) {
+      list.append(Object.assign(document.createElement("li"), { textContent: `and ${count(conflicts.length - 100, "more ticker")}` }));
+    }
+    out.append(Object.assign(document.createElement("p"), { textContent: "Left as they are:" }), list);
+  }
+  out.tabIndex = -1;
+  out.focus();
+  $("live").textContent = `Batch REVERTED. ${counts.textContent}`;
 }
 
 // ------------------------------------------------------------------------------- batches
@@ -300,6 +464,7 @@ function follow(started, byIndex) {
   $("pause").disabled = $("cancel").disabled = false;
   $("start").disabled = true;
   $("summary").hidden = true;
+  $("undo").hidden = $("undone").hidden = true;
   const update = ({ index }) => {
     const item = byIndex[index];
     if (item) {
@@ -393,9 +558,12 @@ $("clear").addEventListener("click", () => {
   batch = null;
   $("files").tBodies[0].textContent = "";
   $("summary").hidden = true;
+  $("undo").hidden = $("undone").hidden = true;
   $("start").disabled = true;
   $("checks").textContent = "";
 });
+$("undo").addEventListener("click", offerUndo);
+$("undo-dialog").addEventListener("close", () => $("undo-dialog").returnValue === "undo" && undo());
 $("resume-button").addEventListener("click", resume);
 $("forget-button").addEventListener("click", async () => {
   await forgetBatch(resumable.batchId);

@@ -29,7 +29,12 @@ export interface BatchOptions {
 
 export type UploadState = "queued" | "uploading" | "uploaded" | "failed" | "missing";
 export type FileStatus = "PENDING" | "PROCESSING" | "COMPLETED" | "FAILED";
-export type BatchState = "PENDING" | "PROCESSING" | "COMPLETED" | "PARTIAL" | "FAILED";
+export type BatchState = "PENDING" | "PROCESSING" | "COMPLETED" | "PARTIAL" | "FAILED" | "REVERTED";
+export type WarningCode = "UNIT_SWITCH" | "LARGE_MOVE" | "STALE" | "GAP" | "CONFLICT";
+
+/** Weekly closes of a file's main ticker (at most 60 points of whole weeks); `flagged`: the
+ * indexes of points with a flagged row. */
+export interface Series { ticker: string; from: string; to: string; close: number[]; flagged: number[] }
 
 export interface Totals { bytes: number; sent: number; files: number; uploaded: number; failed: number }
 
@@ -40,6 +45,17 @@ export interface FileProgress {
 export interface StatusFile {
   fileName: string; objectKey: string; status: FileStatus; tickers: string[];
   rowsLoaded: number; rowsRejected: number; error: string | null; rejectsUrl: string | null;
+  /** Rows flagged by the plausibility checks, per code, and a presigned GET of their CSV. */
+  warnings: number; warningCounts: Partial<Record<WarningCode, number>>; warningsUrl: string | null;
+  series: Series | null;
+}
+
+export interface Conflict { ticker: string; ranges: { from: string; to: string; rows: number }[] }
+
+/** What a revert did (docs/contract.md, "revert"). */
+export interface RevertResult {
+  batchId: string; status: "REVERTED"; alreadyReverted: boolean; restored: number; removed: number;
+  left: number; conflicts: Conflict[]; revertedAt: string;
 }
 
 /** The status answer's data (docs/contract.md, "status"). */
@@ -48,6 +64,10 @@ export interface BatchStatus {
   failed: number; rowsLoaded: number; rowsRejected: number; createdAt: string; updatedAt: string;
   queue: { waiting: number; active: number; completed: number; failed: number };
   files: StatusFile[];
+  /** Warnings of all its files. */
+  warnings: number;
+  /** null, or what its revert did. */
+  revert: Omit<RevertResult, "batchId" | "status" | "alreadyReverted"> | null;
 }
 
 export interface Summary {
@@ -55,7 +75,7 @@ export interface Summary {
   /** The batch's final state; INCOMPLETE while some files were never uploaded. */
   status: BatchState | "INCOMPLETE";
   total: number; completed: number; failed: number; notUploaded: number;
-  rowsLoaded: number; rowsRejected: number; wallSeconds: number; state: BatchStatus;
+  rowsLoaded: number; rowsRejected: number; warnings: number; wallSeconds: number; state: BatchStatus;
 }
 
 export interface BatchEvents {
@@ -77,7 +97,9 @@ export interface FileEntry {
   index: number; name: string; size: number; ticker: string | null; objectKey: string;
   upload: UploadState; loaded: number; error: string | null; status: FileStatus;
   rowsLoaded?: number; rowsRejected?: number; tickers?: string[]; rejectsUrl?: string | null;
-  processingError?: string | null;
+  processingError?: string | null; warnings?: number;
+  warningCounts?: Partial<Record<WarningCode, number>>; warningsUrl?: string | null;
+  series?: Series | null;
 }
 
 export interface Batch {
@@ -94,6 +116,8 @@ export interface Batch {
   retryFailed(): Promise<{ uploads: number; processing: number }>;
   /** Files chosen again for entries whose contents were not kept. */
   provide(files: Iterable<File>): number;
+  /** Undo the batch once every file is final; `lastStatus` is read again (REVERTED). */
+  revert(): Promise<RevertResult>;
 }
 
 export interface SavedBatch {
@@ -103,8 +127,19 @@ export interface SavedBatch {
 }
 
 export class ApiError extends Error { status: number; code: string }
+
+/** The calls of the status routes a batch makes; an app may make them alone. */
+export class Api {
+  constructor(options: Pick<BatchOptions, "baseUrl" | "statusUrl" | "token" | "fetch">);
+  status(batchId: string, signal?: AbortSignal, changedSince?: number | null): Promise<BatchStatus>;
+  retry(batchId: string): Promise<{ batchId: string; retried: number }>;
+  /** `POST …/batch/<id>/revert`: 409 BATCH_NOT_FINAL or REVERT_EXPIRED as an ApiError. */
+  revert(batchId: string): Promise<RevertResult>;
+}
+
 export function startBatch(files: Iterable<File> | ArrayLike<File>, options: BatchOptions): Batch;
 export function resumeBatch(saved: SavedBatch, options: Omit<BatchOptions, "baseUrl"> & { baseUrl?: string; files?: File[] }): Batch;
 export function savedBatches(): Promise<SavedBatch[]>;
 export function forgetBatch(batchId: string): Promise<void>;
+export function revertBatch(batchId: string, options: Pick<BatchOptions, "baseUrl" | "statusUrl" | "token" | "fetch">): Promise<RevertResult>;
 export function backoff(attempt: number, first?: number, cap?: number): number;

@@ -36,7 +36,8 @@ const trimSlash = (url) => String(url || "").replace(/\/+$/, "");
 
 // ------------------------------------------------------------------------------------- API
 
-class Api {
+/** The API's calls, one method a route (the batch uses it; an app may too). */
+export class Api {
   constructor({ baseUrl, statusUrl, token, fetch: fetchImpl }) {
     this.base = trimSlash(baseUrl);
     this.statusBase = trimSlash(statusUrl || baseUrl);
@@ -104,6 +105,10 @@ class Api {
   }
   retry(batchId) {
     return this.call("POST", `${this.statusBase}/batch/${batchId}/retry`);
+  }
+  revert(batchId) {
+    // retried like the rest: a revert happens once, a repeated call answers what it did
+    return this.call("POST", `${this.statusBase}/batch/${batchId}/revert`);
   }
 }
 
@@ -305,6 +310,14 @@ class Batch {
       this.run();
     }
     return { uploads: uploads.length, processing: processing.length };
+  }
+
+  /** Undo the batch (every file final): restored / removed / left counts and the conflicts;
+   * the batch's status is read again, so `lastStatus` and a `batch-status` event show it REVERTED. */
+  async revert() {
+    const done = await this.api.revert(this.batchId);
+    this.apply(await this.api.status(this.batchId));
+    return done;
   }
 
   progress(f) {
@@ -656,7 +669,9 @@ class Batch {
       const failedNow = entry.status === "FAILED" && f.status !== "FAILED";
       Object.assign(f, { status: entry.status, rowsLoaded: entry.rowsLoaded,
         rowsRejected: entry.rowsRejected, tickers: entry.tickers, rejectsUrl: entry.rejectsUrl,
-        processingError: entry.error });
+        processingError: entry.error, warnings: entry.warnings ?? 0,
+        warningCounts: entry.warningCounts || {}, warningsUrl: entry.warningsUrl ?? null,
+        series: entry.series ?? null });
       if (failedNow) this.emit("file-failed", { index: f.index, name: f.name, phase: "processing", error: entry.error });
     }
     this.emit("batch-status", status);
@@ -667,7 +682,7 @@ class Batch {
     const notUploaded = this.files.filter((f) => f.upload !== "uploaded").length;
     return { batchId: this.batchId, status: notUploaded ? "INCOMPLETE" : s.status, total: s.total,
       completed: s.processed, failed: s.failed, notUploaded, rowsLoaded: s.rowsLoaded,
-      rowsRejected: s.rowsRejected, wallSeconds: (Date.now() - this.startedAt) / 1000, state: s };
+      rowsRejected: s.rowsRejected, warnings: s.warnings ?? 0, wallSeconds: (Date.now() - this.startedAt) / 1000, state: s };
   }
 
   // ---- resume
@@ -723,6 +738,11 @@ export function startBatch(files, options) {
   const batch = new Batch(options);
   batch.start(Array.from(files), options.tickers);
   return batch;
+}
+
+/** Undo a batch by its id, without a batch object (see Batch.revert). */
+export function revertBatch(batchId, options) {
+  return new Api(options).revert(batchId);
 }
 
 /** Continue a saved batch (see savedBatches): only files that never landed are uploaded;
