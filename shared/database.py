@@ -32,6 +32,7 @@ from .models import (
     NewFile,
     Recorded,
 )
+from .plausibility import Conflict
 from .reader import ParsedFile
 from .settings import Settings
 
@@ -327,9 +328,13 @@ def load_file(
     outbox: Outbox | None = None,
     content_key: str | None = None,
     warnings_key: str | None = None,
+    report_conflicts: Callable[[list[Conflict]], str | None] | None = None,
 ) -> Recorded | None:
     """Load a parsed file all or nothing, and settle its batch in the same transaction; None
-    when this version was already finished (or its batch was reverted)."""
+    when this version was already finished (or its batch was reverted). When rows of it
+    conflict with another file of the batch, they count as CONFLICT warnings and
+    `report_conflicts` stores the warnings CSV that lists them (its key replaces
+    warnings_key), inside the transaction."""
     try:
         with transaction(pool) as conn:
             # The claim is the conditional write that makes redelivery harmless: a concurrent
@@ -339,8 +344,18 @@ def load_file(
             _lock_tickers(conn, parsed.ticker_ids)
             if not _begin_load(conn, record, etag, uploaded_at):
                 return None  # its batch was reverted: it takes no rows any more
-            holder = _insert_rows(conn, parsed)
+            conflicts: list[Conflict] = []
+            holder = _insert_rows(
+                conn,
+                parsed,
+                lambda: conflicts.extend(_conflicts(conn, record, uploaded_at, parsed)),
+            )
             _cover(conn, holder, record.object_key, etag, uploaded_at, parsed)
+            warnings = parsed.warnings
+            if conflicts:
+                warnings = {**warnings, "CONFLICT": len(conflicts)}
+                if report_conflicts is not None:
+                    warnings_key = report_conflicts(conflicts)
             conn.execute(
                 "UPDATE ingest_files SET status = 'COMPLETED', etag = %s, uploaded_at = %s,"
                 " rows_loaded = %s, rows_rejected = %s, tickers = %s, error = NULL,"
@@ -354,7 +369,7 @@ def load_file(
                     parsed.tickers,
                     rejects_key,
                     content_key,
-                    Jsonb(parsed.warnings),
+                    Jsonb(warnings),
                     warnings_key,
                     Jsonb(parsed.series) if parsed.series else None,
                     record.object_key,
@@ -401,13 +416,15 @@ def _complete_identical(
 ) -> Recorded | None | Literal[False]:
     first = conn.execute(
         "SELECT object_key, etag, uploaded_at, rows_loaded, rows_rejected, tickers,"
-        " rejects_key FROM ingest_files WHERE content_key = %s AND status = 'COMPLETED'"
-        " AND uploaded_at IS NOT NULL ORDER BY uploaded_at DESC LIMIT 1",
+        " rejects_key, warnings ? 'CONFLICT' FROM ingest_files WHERE content_key = %s"
+        " AND status = 'COMPLETED' AND uploaded_at IS NOT NULL ORDER BY uploaded_at DESC LIMIT 1",
         (content_key,),
     ).fetchone()
     if first is None:
         return False
-    key, first_etag, first_at, loaded, rejected, tickers, rejects_key = first
+    key, first_etag, first_at, loaded, rejected, tickers, rejects_key, conflicted = first
+    if conflicted:
+        return False  # its CONFLICT findings were about its own batch: read this one
     held = {"key": key, "etag": first_etag, "at": first_at}
     ids = [
         row[0]
@@ -436,6 +453,20 @@ def _complete_identical(
     ).fetchone()
     if newer is None or newer[0]:
         raise _NotIdentical()
+    mates = conn.execute(  # another file of this batch holds its dates: read it, for CONFLICT
+        "SELECT EXISTS (SELECT 1 FROM ingest_coverage f JOIN ingest_coverage c"
+        " ON c.ticker_id = f.ticker_id AND c.dates && f.dates WHERE f.object_key = %(key)s"
+        " AND f.etag = %(etag)s AND f.uploaded_at = %(at)s"
+        " AND starts_with(c.object_key, %(prefix)s) AND c.object_key <> %(mine)s)",
+        {**held, "prefix": f"{keys.UPLOADS}{record.batch_id}/", "mine": record.object_key},
+    ).fetchone()
+    if mates is None or mates[0]:
+        raise _NotIdentical()
+    conn.execute(  # its load, writing no row: a later file of the batch compares with it
+        "INSERT INTO ingest_loads (object_key, etag, batch_id, uploaded_at)"
+        " VALUES (%s, %s, %s, %s)",
+        (record.object_key, etag, record.batch_id, uploaded_at),
+    )
     conn.execute(
         "INSERT INTO ingest_coverage (ticker_id, uploaded_at, object_key, etag, dates)"
         " SELECT ticker_id, %(now)s, %(mine)s, %(my_etag)s, dates FROM ingest_coverage"
@@ -488,10 +519,15 @@ def _lock_tickers(conn: psycopg.Connection[Any], ticker_ids: Sequence[int]) -> N
         conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_TICKER_LOCK_SPACE, bucket))
 
 
-def _insert_rows(conn: psycopg.Connection[Any], parsed: ParsedFile) -> str:
+def _insert_rows(
+    conn: psycopg.Connection[Any],
+    parsed: ParsedFile,
+    staged: Callable[[], None] | None = None,
+) -> str:
     """Straight COPY when none of the file's tickers has rows in its date range (a new
-    history, a new day), otherwise a staged upsert that leaves unchanged rows untouched.
-    Returns the table that holds the file's rows now."""
+    history, a new day), otherwise a staged upsert that leaves unchanged rows untouched
+    (`staged` runs between staging and the upsert, while the stored rows are as before the
+    file). Returns the table that holds the file's rows now."""
     overlap = conn.execute(
         "SELECT EXISTS (SELECT 1 FROM seasonality_data WHERE ticker_id = ANY(%s)"
         " AND date BETWEEN %s AND %s)",
@@ -508,11 +544,104 @@ def _insert_rows(conn: psycopg.Connection[Any], parsed: ParsedFile) -> str:
         "CREATE TEMP TABLE IF NOT EXISTS ingest_stage (LIKE seasonality_data) ON COMMIT DELETE ROWS"
     )
     _copy(conn, "ingest_stage", parsed.rows_csv)
+    if staged is not None:
+        staged()
     conn.execute(
         _UPSERT,
         {"ticker_ids": parsed.ticker_ids, "first": parsed.first_date, "last": parsed.last_date},
     )
     return "ingest_stage"
+
+
+# CONFLICT: the staged rows that another file of the batch holds with other values. Each other
+# file counts with its latest loaded version (`o`); its value for a (ticker, date) is known as
+# (1) the stored row its load wrote, (2) a value its load wrote that a later load replaced
+# (ingest_history), or (3) the stored row its load held without rewriting it (its coverage holds
+# the date, the row was written before that load and is not newer than it, and no newer version
+# held the date: then the file's value was the stored one). Under the tickers' locks, so only
+# committed loads are seen, and bounded by the file's tickers and dates on every table.
+_CONFLICTS = """
+WITH o AS (
+    SELECT DISTINCT ON (object_key) id, object_key, etag, uploaded_at FROM ingest_loads
+    WHERE batch_id = %(batch)s AND object_key <> %(key)s ORDER BY object_key, id DESC
+), e AS (
+    SELECT * FROM seasonality_data
+    WHERE ticker_id = ANY(%(ids)s) AND date BETWEEN %(first)s AND %(last)s
+), held AS (
+    SELECT e.ticker_id, e.date, o.id AS load_id, e.open, e.high, e.low, e.close, e.volume,
+        e.open_interest
+    FROM e JOIN o ON o.id = e.load_id
+    UNION ALL
+    SELECT h.ticker_id, h.date, o.id, h.open, h.high, h.low, h.close, h.volume, h.open_interest
+    FROM ingest_history h JOIN o ON o.id = h.old_load_id
+    WHERE h.ticker_id = ANY(%(ids)s) AND h.date BETWEEN %(first)s AND %(last)s
+    UNION ALL
+    SELECT e.ticker_id, e.date, o.id, e.open, e.high, e.low, e.close, e.volume, e.open_interest
+    FROM e JOIN ingest_coverage c ON c.ticker_id = e.ticker_id AND c.dates @> e.date
+    JOIN o ON o.object_key = c.object_key AND o.etag = c.etag AND o.uploaded_at = c.uploaded_at
+    WHERE c.ticker_id = ANY(%(ids)s) AND coalesce(e.load_id < o.id, true)
+      AND e.uploaded_at <= o.uploaded_at
+      AND NOT EXISTS (SELECT 1 FROM ingest_coverage n WHERE n.ticker_id = e.ticker_id
+          AND n.dates @> e.date AND n.uploaded_at > o.uploaded_at)
+)
+SELECT DISTINCT ON (s.ticker_id, s.date) s.ticker_id, t.symbol, s.date, s.close, x.close,
+    f.file_name, f.object_key, o.uploaded_at <= %(at)s
+FROM ingest_stage s JOIN held x ON x.ticker_id = s.ticker_id AND x.date = s.date
+JOIN o ON o.id = x.load_id
+JOIN tickers t ON t.id = s.ticker_id
+JOIN ingest_files f ON f.object_key = o.object_key
+WHERE (s.open, s.high, s.low, s.close, s.volume, s.open_interest)
+    IS DISTINCT FROM (x.open, x.high, x.low, x.close, x.volume, x.open_interest)
+ORDER BY s.ticker_id, s.date, o.uploaded_at DESC, o.id DESC
+"""
+
+
+def _batch_overlaps(
+    conn: psycopg.Connection[Any],
+    record: FileRecord,
+    ticker_ids: Sequence[int],
+    first: Any,
+    last: Any,
+) -> bool:
+    """Whether another file of the batch holds one of these tickers in the date range (its
+    coverage; one index range a ticker)."""
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM ingest_coverage WHERE ticker_id = ANY(%(ids)s)"
+        " AND starts_with(object_key, %(prefix)s) AND object_key <> %(key)s"
+        " AND dates && datemultirange(daterange(%(first)s, %(last)s, '[]')))",
+        {
+            "ids": list(ticker_ids),
+            "prefix": f"{keys.UPLOADS}{record.batch_id}/",
+            "key": record.object_key,
+            "first": first,
+            "last": last,
+        },
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def _conflicts(
+    conn: psycopg.Connection[Any],
+    record: FileRecord,
+    uploaded_at: datetime,
+    parsed: ParsedFile,
+) -> list[Conflict]:
+    """The staged rows of the file that another file of its batch holds with other values;
+    nothing is looked up unless another file of the batch holds its tickers and dates."""
+    if not _batch_overlaps(conn, record, parsed.ticker_ids, parsed.first_date, parsed.last_date):
+        return []
+    rows = conn.execute(
+        _CONFLICTS,
+        {
+            "batch": record.batch_id,
+            "key": record.object_key,
+            "ids": parsed.ticker_ids,
+            "first": parsed.first_date,
+            "last": parsed.last_date,
+            "at": uploaded_at,
+        },
+    ).fetchall()
+    return [Conflict(*row) for row in rows]
 
 
 def _cover(

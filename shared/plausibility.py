@@ -5,17 +5,20 @@ row, or for a ticker's first row the stored row before it (one bounded lookup pe
 `Previous` callback). What is found is a warning by default (the row loads, and is listed with
 its line in the warnings CSV); in `reject` mode the flagged rows are rejected with the code as
 their reason instead. CONFLICT (one batch holding a ticker and date twice with different
-values) needs the other file, so the load finds it (shared/database.py).
+values) needs the other file, so the load finds it (shared/database.py) and adds its rows
+here (`with_conflicts`).
 
 Warnings CSV: line, ticker, date, code, close, ref_line, ref_date, ref_close, message; one row
 per (row, code), in line order. `ref_*` is the row the check compared with (ref_line empty:
-the stored row before the file).
+the stored row before the file, or for CONFLICT the other file's row, which the message names
+with the file whose value won).
 """
 
 import csv
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -65,6 +68,27 @@ class Found:
     warnings_csv: Path | None
     rejected: int  # rows turned into rejects (reject mode)
     series: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """A row of the file that another file of its batch holds with other values."""
+
+    ticker_id: int
+    ticker: str
+    date: date
+    close: Decimal
+    other_close: Decimal
+    other_file: str  # the other file's name
+    other_key: str  # and object key
+    won: bool  # this file's value won (it is the later upload)
+
+    def message(self) -> str:
+        winner = "this file" if self.won else f"{self.other_file} ({self.other_key})"
+        return (
+            f"{CODES['CONFLICT']}: {self.other_file} ({self.other_key});"
+            f" the later upload won: {winner}"
+        )
 
 
 _FLAGS = f"""
@@ -196,3 +220,44 @@ def _series(cursor: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:
         "close": [float(f"{c:.6g}") for c in closes],
         "flagged": [int(i) for i in flagged or []],
     }
+
+
+def with_conflicts(
+    warnings_csv: Path | None,
+    conflicts: list[Conflict],
+    rows_csv: Path,
+    lines_csv: Path | None,
+    workdir: Path,
+) -> Path:
+    """The file's warnings CSV with a CONFLICT row for each conflict, at the line of the row
+    (the reader's lines_csv holds the line of each row of rows_csv; empty without it), in
+    line order."""
+    lines: dict[tuple[int, str], str] = {}
+    wanted = {(c.ticker_id, c.date.isoformat()) for c in conflicts}
+    if lines_csv is not None:
+        with (
+            rows_csv.open(newline="", encoding="utf-8") as rows_file,
+            lines_csv.open(encoding="utf-8") as lines_file,
+        ):
+            for row, line in zip(csv.reader(rows_file), lines_file, strict=True):
+                if (int(row[0]), row[1]) in wanted:
+                    lines[(int(row[0]), row[1])] = line.strip()
+    rows: list[list[str]] = []
+    if warnings_csv is not None:
+        with warnings_csv.open(newline="", encoding="utf-8") as file:
+            rows = list(csv.reader(file))[1:]
+    for c in conflicts:
+        day = c.date.isoformat()
+        line = lines.get((c.ticker_id, day), "")
+        rows.append(
+            [line, c.ticker, day, "CONFLICT", str(c.close), "", day, str(c.other_close)]
+            + [c.message()]
+        )
+    order = {code: n for n, code in enumerate(CODES)}
+    rows.sort(key=lambda r: (not r[0], int(r[0] or 0), order.get(r[3], len(order))))
+    path = workdir / "warnings-conflicts.csv"
+    with path.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(WARNINGS_HEADER)
+        writer.writerows(rows)
+    return path

@@ -16,7 +16,17 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Literal
 
-from . import batch_view, database, keys, layout, notify, observability, storage, workspace
+from . import (
+    batch_view,
+    database,
+    keys,
+    layout,
+    notify,
+    observability,
+    plausibility,
+    storage,
+    workspace,
+)
 from .clients import Clients
 from .errors import BusyError, FileRejectedError, TransientError
 from .events import ObjectCreated
@@ -187,6 +197,13 @@ def _load(
                 notify.outbox(settings),
                 content_key,
                 _store_warnings(clients, record, parsed),
+                lambda conflicts: _store_report(
+                    clients,
+                    plausibility.with_conflicts(
+                        parsed.warnings_csv, conflicts, parsed.rows_csv, parsed.lines_csv, workdir
+                    ),
+                    keys.warnings_key(record.object_key),
+                ),
             )
     except FileRejectedError as error:
         return _fail(clients, record, stored.etag, str(error))

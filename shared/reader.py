@@ -180,6 +180,9 @@ class ParsedFile:
     warnings: dict[str, int] = field(default_factory=dict)
     warnings_csv: Path | None = None
     series: dict[str, Any] | None = None
+    # the physical line of each row of rows_csv, in its order: the load names the lines of
+    # the rows another file of the batch holds otherwise
+    lines_csv: Path | None = None
 
 
 class Reader:
@@ -388,6 +391,14 @@ def _read(
             "ids": [ids[t] for t in tickers],
         },
     )
+    lines_csv = workdir / "lines.csv"
+    cursor.execute(
+        f"COPY (SELECT p.rn + {layout.header_line + 1} FROM parsed p"
+        " JOIN (SELECT unnest($symbols) AS symbol, unnest($ids) AS id) m"
+        f" ON m.symbol = p.symbol WHERE p.keep ORDER BY m.id, p.date) TO '{lines_csv}'"
+        " (HEADER false)",
+        {"symbols": tickers, "ids": [ids[t] for t in tickers]},
+    )
     rejects_csv = _write_rejects(cursor, read_csv, params, layout, workdir) if rejected else None
     return ParsedFile(
         rows_csv,
@@ -404,6 +415,7 @@ def _read(
         warnings=found.counts,
         warnings_csv=found.warnings_csv,
         series=found.series,
+        lines_csv=lines_csv,
     )
 
 

@@ -5,7 +5,6 @@ one expected), exactly once, and alongside a load of the same tickers."""
 import hashlib
 import json
 import threading
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -19,21 +18,12 @@ from shared.errors import ConflictError, NotFoundError, RequestError
 from shared.keys import new_batch_id
 from shared.process import process_object
 from shared.reconcile import reconcile
-from shared.settings import Settings
 from shared.status import batch_status, lineage, revert_batch
 from tests.support.apps import put_object
 from tests.support.ledger import stored_rows
 
 pytestmark = pytest.mark.services
 BASE = datetime.now(UTC) - timedelta(hours=2)
-
-
-@pytest.fixture
-def tolerant(settings: Settings) -> Iterator[Clients]:
-    """Clients that take any event time, to order the uploads of a test."""
-    built = Clients(settings.model_copy(update={"clock_skew_seconds": 10**9}))
-    yield built
-    built.close()
 
 
 def _load(clients: Clients, env: dict[str, str], body: bytes, minutes: int, name: str) -> str:
