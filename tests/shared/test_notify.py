@@ -52,6 +52,8 @@ def _nullable(node: Any) -> Any:
     if isinstance(node, dict):
         node = {k: _nullable(v) for k, v in node.items()}
         if node.pop("nullable", False):
+            if "type" not in node:  # e.g. a nullable allOf/$ref
+                return {"anyOf": [node, {"type": "null"}]}
             node["type"] = [node["type"], "null"]
         return node
     return [_nullable(v) for v in node] if isinstance(node, list) else node
