@@ -1,5 +1,6 @@
 """scripts/bench (devstack.bench) end to end at --quick sizes: every scenario measured and
-reported (no timings are asserted), and the run's databases and Redis keys gone afterwards."""
+reported with its target (no timings are asserted), and the run's databases and Redis keys
+gone afterwards."""
 
 import json
 import os
@@ -17,7 +18,7 @@ from devstack import ROOT
 from shared.settings import Settings
 
 pytestmark = pytest.mark.e2e
-FILES, ROWS, REPEAT = 4, 200, 2
+FILES, ROWS, REPEAT = 4, 200, 1
 
 
 def _numbers(value: Any) -> list[float]:
@@ -42,7 +43,7 @@ def test_quick_bench_reports_every_scenario(tmp_path: Path) -> None:
     env.update(DATABASE_URL=admin, REDIS_URL=redis_url, REDIS_KEY_PREFIX=prefix)
     output = tmp_path / "bench.json"
 
-    # WHEN the quick bench runs, its chain repeated on two fresh databases
+    # WHEN the quick bench runs (its chain on one fresh database)
     done = subprocess.run(
         [
             sys.executable,
@@ -66,10 +67,10 @@ def test_quick_bench_reports_every_scenario(tmp_path: Path) -> None:
 
     # THEN it reports every scenario with sane numbers and the batch's row counts
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "(a) raw COPY" in done.stdout and "(i) peak RSS" in done.stdout
+    assert "(a) raw COPY" in done.stdout and "(l) status" in done.stdout
     report = json.loads(output.read_text())
     s = report["scenarios"]
-    assert sorted(s) == list("abcdefghi")
+    assert sorted(s) == list("abcdefghijkl")
     assert all(n >= 0 for n in _numbers(s) if n is not None)
     assert s["a"]["rows"] == s["c"]["rows"] == s["d"]["rows"] == FILES * ROWS
     assert s["b"]["rows"] == s["b"]["files"] * ROWS
@@ -77,17 +78,42 @@ def test_quick_bench_reports_every_scenario(tmp_path: Path) -> None:
     for key in "abcde":
         assert s[key]["median_seconds"] > 0 and s[key]["rows_per_second"] > 0
         assert len(s[key]["samples_seconds"]) == REPEAT
+        assert s[key]["cpu_seconds"]["bench"] >= 0 and "postgres" in s[key]["cpu_seconds"]
     for key, rows in (("c", FILES * ROWS), ("d", FILES * ROWS), ("e", FILES * (ROWS + 1))):
         assert s[key]["rows_loaded"] == rows and s[key]["rows_loaded_ok"]
     assert [t["n_tup_ins"] for t in s["c"]["tuples"]] == [FILES * ROWS] * REPEAT
     assert s["d"]["tuples_max"]["n_tup_ins"] == 0
     assert [t["n_tup_ins"] for t in s["e"]["tuples"]] == [FILES] * REPEAT
     assert s["f"]["rows"] == 5000 and len(s["f"]["samples_seconds"]) == REPEAT
+    assert s["f"]["cpu_seconds"]["process-file"] > 0
     for mode in ("closed_loop", "paced"):
         assert s["g"][mode]["requests"] > 0 and s["g"][mode]["p99_ms"] >= s["g"][mode]["p50_ms"]
-    assert sorted(int(k) for k in s["h"]) == [10, 20]
+    assert sorted(int(k) for k in s["h"] if k != "cpu_seconds") == [10, 20]
     assert s["i"]["rows_loaded"] == s["i"]["rows"] == 20_000 and s["i"]["peak_vmhwm_mb"] > 0
-    assert set(report["targets"]) == set("cdefghi")
+    # (j) a batch through freshly started functions, against a COPY of its rows
+    assert s["j"]["files"] == FILES and s["j"]["rows"] == FILES * ROWS and s["j"]["rows_loaded_ok"]
+    assert len(s["j"]["samples_seconds"]) == REPEAT and s["j"]["ratio_to_copy"] > 0
+    # (k) the fill, each run on it with its ratio to the empty table's, the plans at each size
+    k = s["k"]
+    assert k["fill"]["rows"] == 20_000
+    for part, rows in (("fresh_empty", ROWS), ("d_stale", ROWS), ("e_stale", ROWS + 1)):
+        assert k[part]["rows"] == k[part]["rows_loaded"] == FILES * rows
+    assert k["d_analyzed"]["rows_loaded"] == FILES * (ROWS + 1)
+    assert k["e_analyzed"]["rows_loaded"] == FILES * (ROWS + 2)
+    assert k["d_stale"]["tuples"]["rows_written"] == 0
+    assert k["e_stale"]["tuples"]["rows_written"] == FILES
+    assert all(k[p]["vs_empty"] > 0 for p in ("d_stale", "e_stale", "d_analyzed", "e_analyzed"))
+    for size in ("explain_empty", "explain_stale", "explain_analyzed"):
+        assert sorted(k[size]) == ["delta", "identical", "new"]
+        assert k[size]["identical"]["staged_in"] == "ingest_stage"
+        for case in k[size].values():
+            assert case["plans"] and all(p["plan"] for p in case["plans"])
+            assert "_cover" in {p["statement"] for p in case["plans"]}
+    # (l) the status of a finished batch, full and (where status answers ETag) as a 304
+    assert s["l"]["files"] == 20 and s["l"]["full"]["status"] == 200
+    assert s["l"]["full"]["requests"] == 20 and s["l"]["response_bytes"] > 0
+    assert s["l"]["not_modified"] is None or s["l"]["not_modified"]["status"] == 304
+    assert set(report["targets"]) == set("cdefghijkl")
     assert all(isinstance(t["pass"], bool) for t in report["targets"].values())
     assert {"nproc", "memory_bytes", "postgresql", "duckdb"} <= set(report["machine"])
 
@@ -96,5 +122,6 @@ def test_quick_bench_reports_every_scenario(tmp_path: Path) -> None:
         left = conn.execute(
             "SELECT datname FROM pg_database WHERE datname = ANY(%s)", (report["run"]["databases"],)
         ).fetchall()
-    assert len(report["run"]["databases"]) == REPEAT + 1 and left == []
+    # raw, a chain and a cold batch per repetition, the fill's
+    assert len(report["run"]["databases"]) == 2 * REPEAT + 2 and left == []
     assert list(redis.Redis.from_url(redis_url).scan_iter(match=f"{prefix}*")) == []
