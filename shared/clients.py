@@ -22,7 +22,13 @@ class Clients:
 
     @cached_property
     def pool(self) -> ConnectionPool:
-        return database.connect_pool(self.settings)
+        return database.connect_pool(self.settings, "work")
+
+    @cached_property
+    def lock_pool(self) -> ConnectionPool:
+        """Connections that hold file locks for a whole load: a pool of their own, so a load
+        holding one never waits for its second connection behind other files' locks."""
+        return database.connect_pool(self.settings, "locks")
 
     @cached_property
     def redis(self) -> redis.Redis:
@@ -52,8 +58,9 @@ class Clients:
         return ThreadPoolExecutor(max_workers=4, thread_name_prefix="dispatch")
 
     def close(self) -> None:
-        if "pool" in self.__dict__:
-            self.pool.close()
+        for name in ("pool", "lock_pool"):
+            if name in self.__dict__:
+                self.__dict__[name].close()
         if "background" in self.__dict__:
             self.background.shutdown(wait=True)
 

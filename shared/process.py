@@ -101,7 +101,7 @@ def process_object(
     )
     # The lock is what makes one worker the file's only loader; PostgreSQL drops it the moment
     # the holder's connection dies, so a killed worker's file is taken over at once.
-    with database.file_lock(clients.pool, key, settings.lock_wait_seconds):
+    with database.file_lock(clients.lock_pool, key, settings.lock_wait_seconds):
         started = database.start_processing(clients.pool, key, stored.etag)
         if started is None:  # finished by the worker that held the lock before us
             current = database.get_file(clients.pool, key)
@@ -250,7 +250,7 @@ def record_dead_letter(clients: Clients, uploads: list[ObjectCreated], cause: st
         if record is None or record.finished:
             continue
         try:
-            with database.file_lock(clients.pool, upload.key, 0):
+            with database.file_lock(clients.lock_pool, upload.key, 0):
                 current = database.get_file(clients.pool, upload.key)
                 if current is not None and not current.finished:
                     message = f"The upload event could not be delivered after retries ({cause})."

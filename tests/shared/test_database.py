@@ -188,7 +188,7 @@ def test_an_unreachable_database_is_transient(settings: Settings) -> None:
             "database_timeout_seconds": 1,
         }
     )
-    pool = database.connect_pool(unreachable)
+    pool = database.connect_pool(unreachable, "work")
     try:
         with pytest.raises(TransientError, match="PostgreSQL unavailable"):
             database.get_file(pool, "uploads/x/y.csv")

@@ -81,7 +81,7 @@ def test_a_killed_holder_frees_its_file_at_once(
     )
     assert holder.stdout is not None and holder.stdout.readline().strip() == b"held"
     with pytest.raises(BusyError):
-        with database.file_lock(clients.pool, key, 0.2):
+        with database.file_lock(clients.lock_pool, key, 0.2):
             pass
     holder.kill()
     holder.wait()
@@ -162,7 +162,7 @@ def test_a_dead_letter_never_overrides_a_live_load(
     _registered(clients, key)
     upload = ObjectCreated(environment["S3_BUCKET"], key, "", None, None)
     # a worker is loading the file (it holds the lock) when the dead letter arrives
-    with database.file_lock(clients.pool, key, 1):
+    with database.file_lock(clients.lock_pool, key, 1):
         record_dead_letter(clients, [upload], "last answer: 503")
     assert _file(clients, key).status != "FAILED"
     assert process_object(clients, key) == "completed"
@@ -384,3 +384,19 @@ def test_an_older_upload_loses_to_content_completed_by_the_shortcut(
     assert _event_at(tolerant, environment, keys["B"], base + timedelta(minutes=2)) == "completed"
     closes = [str(row[4]) for row in stored_rows(environment["DATABASE_URL"], "SHORT")]
     assert closes == ["100.25", "100.26", "100.27", "100.28", "100.29"]
+
+
+def test_a_load_never_waits_for_its_own_lock_connection(
+    settings: Settings, environment: dict[str, str]
+) -> None:
+    # one connection per pool: the file lock's connection comes from a pool of its own, so the
+    # load still gets the connection it needs (with one shared pool this waited and timed out)
+    tight = Clients(
+        settings.model_copy(update={"database_pool_size": 1, "database_timeout_seconds": 3})
+    )
+    try:
+        key = _landed(environment, "TIGHT")
+        assert process_object(tight, key) == "completed"
+        assert _file(tight, key).rows_loaded == 5
+    finally:
+        tight.close()
