@@ -57,6 +57,10 @@ class Clients:
     def background(self) -> ThreadPoolExecutor:
         return ThreadPoolExecutor(max_workers=4, thread_name_prefix="dispatch")
 
+    def forget_status(self, batch_id: str) -> None:
+        """This process changed the batch's view: its next status answer is built afresh."""
+        self.status_cache.pop(batch_id, None)
+
     def close(self) -> None:
         for name in ("pool", "lock_pool"):
             if name in self.__dict__:

@@ -202,6 +202,7 @@ def project(clients: Clients, batch_id: str) -> None:
                 [entry(row) for row in rows],
                 max(row.revision for row in rows),
             )
+            clients.forget_status(batch_id)
     except TransientError as error:
         log.warning("notifications of %s not shown: %s", batch_id, error)
 

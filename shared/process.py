@@ -164,6 +164,7 @@ def _show(clients: Clients, record: FileRecord) -> None:
         )
     except TransientError as error:
         log.warning("view of %s not updated: %s", record.object_key, error)
+    clients.forget_status(record.batch_id)
 
 
 def _load(

@@ -7,7 +7,7 @@ import json
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -20,8 +20,10 @@ REJECTS_URL_EXPIRY = timedelta(hours=24)
 # Rejects URLs are signed at the start of the hour and valid an hour longer than promised, so
 # an unchanged batch's answer is byte-identical (and its ETag the same) for the whole hour.
 SIGNING_WINDOW = timedelta(hours=1)
-# Pollers of one batch share the answer until the batch changes.
+# Pollers of one batch share the answer until the batch changes; within STATUS_FRESH_SECONDS
+# of the last look at the view it is answered without looking again (at most that far behind).
 STATUS_CACHE_SECONDS = 30.0
+STATUS_FRESH_SECONDS = 0.5
 FILE_VIEWS = ("all", "failed", "none")
 STATUS_CACHE_BATCHES = 1000
 log = logging.getLogger("ingest")
@@ -40,6 +42,8 @@ class _Answer:
     encoded: bytes  # the full answer
     etag: str
     due: float | None  # when a delivery this process can send is next due (epoch seconds)
+    owner: str | None = None  # the batch's owner when the answer was built (token scoping)
+    confirmed: float = 0.0  # when the view was last seen unchanged (time.monotonic())
 
 
 @dataclass(frozen=True)
@@ -120,13 +124,21 @@ def _answer(clients: Clients, batch_id: str, caller: str | None) -> _Answer:
     While the batch is open its view is compared with the ledger every VIEW_CHECK_SECONDS:
     a view write lost to a Redis outage, or files Redis never heard of, are healed then."""
     prefix = clients.settings.redis_key_prefix
+    cached = clients.status_cache.get(batch_id)
+    if (
+        isinstance(cached, _Answer)
+        and time.monotonic() - cached.confirmed < STATUS_FRESH_SECONDS
+        and (cached.due is None or cached.due > time.time())
+    ):
+        # pollers of a moving batch share one view read per STATUS_FRESH_SECONDS
+        access.check_owner(clients.settings, batch_id, cached.owner, caller)
+        return cached
     version, checked_at, owner = batch_view.freshness(clients.redis, prefix, batch_id)
     if version is None:  # no view: the ledger decides whether the batch exists for the caller
         access.require_batch(clients, batch_id, caller)
     else:
         access.check_owner(clients.settings, batch_id, owner, caller)
     due = _check_due(clients, checked_at)
-    cached = clients.status_cache.get(batch_id)
     if (
         isinstance(cached, _Answer)
         and version is not None
@@ -135,7 +147,9 @@ def _answer(clients: Clients, batch_id: str, caller: str | None) -> _Answer:
         and time.monotonic() - cached.built < STATUS_CACHE_SECONDS
         and (cached.due is None or cached.due > time.time())
     ):
-        return cached
+        confirmed = replace(cached, confirmed=time.monotonic())
+        clients.status_cache[batch_id] = confirmed
+        return confirmed
     status = _build_status(clients, batch_id)
     if due and status["status"] not in FINAL_STATES:
         _rebuild(clients, batch_id)
@@ -143,7 +157,7 @@ def _answer(clients: Clients, batch_id: str, caller: str | None) -> _Answer:
     if (due_at := _due(clients, status)) is not None and due_at <= time.time():
         notify.send_due(clients, batch_id)
         status = _build_status(clients, batch_id)
-    version = batch_view.freshness(clients.redis, prefix, batch_id)[0]
+    version, _, owner = batch_view.freshness(clients.redis, prefix, batch_id)
     revisions = status.pop("_revisions")
     encoded = _encode(status)
     if len(clients.status_cache) >= STATUS_CACHE_BATCHES:
@@ -158,6 +172,8 @@ def _answer(clients: Clients, batch_id: str, caller: str | None) -> _Answer:
         encoded,
         _etag(encoded),
         _due(clients, status),
+        owner,
+        time.monotonic(),
     )
     clients.status_cache[batch_id] = answer
     return answer
@@ -187,6 +203,7 @@ def _rebuild(clients: Clients, batch_id: str) -> None:
     batch = database.require_batch(clients.pool, batch_id)
     batch_view.put_batch(clients.redis, clients.settings.redis_key_prefix, batch)
     notify.project(clients, batch_id)
+    clients.forget_status(batch_id)
 
 
 def _build_status(clients: Clients, batch_id: str) -> dict[str, Any]:

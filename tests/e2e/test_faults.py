@@ -208,7 +208,8 @@ def test_redis_flushed_mid_batch_status_is_rebuilt_exactly(stack: Stack, client:
     assert middle["queue"] == {"waiting": 2, "active": 0, "completed": 4, "failed": 0}
     for notification in notifications[4:] + notifications[:2]:
         _handled(client, urls["process-file"], "minio", notification)
-    final = client.status(batch["batchId"])
+    # status may answer from its copy of the last half second (STATUS_FRESH_SECONDS)
+    final = client.wait(batch["batchId"], timeout=5)
     assert (final["status"], final["processed"], final["rowsLoaded"]) == ("COMPLETED", 6, 66)
 
 

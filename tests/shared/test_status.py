@@ -2,18 +2,27 @@
 the ledger when lost), batch states, and retry of failed files."""
 
 import json
+import time
 from typing import Any
 
 import pytest
 import redis
 
-from shared import database
+from shared import batch_view, database
 from shared.clients import Clients
 from shared.errors import NotFoundError, RequestError
 from shared.models import PresignRequest
 from shared.presign import presign
 from shared.process import process_object
-from shared.status import Poll, Polled, batch_status, poll_from, poll_status, retry_failed
+from shared.status import (
+    STATUS_FRESH_SECONDS,
+    Poll,
+    Polled,
+    batch_status,
+    poll_from,
+    poll_status,
+    retry_failed,
+)
 from tests.support.apps import put_object
 from tests.support.reading import HEADER
 
@@ -144,3 +153,23 @@ def test_pollers_ask_for_failed_files_only_or_for_what_changed(
 def test_a_poll_that_asks_for_nothing_known_is_refused(args: dict[str, str]) -> None:
     with pytest.raises(RequestError):
         poll_from(args, None)
+
+
+def test_pollers_share_one_view_read_within_the_fresh_interval(
+    clients: Clients, environment: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batch_id, _ = _batch(clients, environment, GOOD)
+    first = poll_status(clients, batch_id)
+    reads: list[str] = []
+    real = batch_view.freshness
+
+    def counted(*args: Any) -> Any:
+        reads.append(args[2])
+        return real(*args)
+
+    monkeypatch.setattr(batch_view, "freshness", counted)
+    assert all(poll_status(clients, batch_id).etag == first.etag for _ in range(20))
+    assert reads == []  # answered from the process's copy
+    time.sleep(STATUS_FRESH_SECONDS)
+    poll_status(clients, batch_id)
+    assert reads == [batch_id]  # then the view is looked at again
