@@ -1016,10 +1016,22 @@ def counted(world: World, settle: str, batch: Callable[[], dict[str, Any]]) -> d
     """A run with the seasonality_data counters it moved (read once they have settled)."""
     url, schema = world.database_url, world.schema
     before, xid = table_stats(url, schema), current_xid(url, schema)
+    history = history_rows(url, schema)
     result = batch()
     after = settled_stats(url, schema, result.pop("ended"), settle)
-    result["tuples"] = {**tuple_delta(before, after), **row_versions(url, schema, xid)}
+    result["tuples"] = {
+        **tuple_delta(before, after),
+        **row_versions(url, schema, xid),
+        "history_rows": history_rows(url, schema) - history,
+    }
     return result
+
+
+def history_rows(url: str, schema: str) -> int:
+    """Superseded values kept for undo (ingest_history): written only for changed rows."""
+    with connect(url, schema) as conn:
+        row = conn.execute("SELECT count(*) FROM ingest_history").fetchone()
+    return int(row[0]) if row else 0
 
 
 def maintain(url: str, schema: str, statement: str) -> float:
@@ -1645,7 +1657,8 @@ def tuple_note(name: str, t: dict[str, int]) -> str:
         f"{name} seasonality_data tuples (max over repetitions): inserted {t['n_tup_ins']:,},"
         f" updated {t['n_tup_upd']:,}, deleted {t['n_tup_del']:,}, dead {t['n_dead_tup']:+,};"
         f" rows with a new version {t['rows_written']:,}, rows locked {t['rows_locked']:,}"
-        f" (xmin/xmax); WAL {t['wal_bytes'] / MB:.1f} MB (whole server)."
+        f" (xmin/xmax); history rows written {t.get('history_rows', 0):,};"
+        f" WAL {t['wal_bytes'] / MB:.1f} MB (whole server)."
     )
 
 

@@ -185,13 +185,23 @@ def ensure_file(
     file_name: str,
     expires_at: datetime,
     max_files: int,
+    max_new_batches_per_hour: int,
 ) -> FileRecord | None:
     """The ledger row of an object, registering objects that arrived without presign; None
-    when the object may not join its batch (the batch is final, or full)."""
+    when the object may not join its batch (the batch is final, or full), or would open a
+    batch beyond the hour's allowance for batches nobody presigned."""
     with transaction(pool) as conn:
         found = _file(conn, object_key)
         if found is not None:
             return found
+        opened = conn.execute(
+            "SELECT NOT EXISTS (SELECT 1 FROM ingest_batches WHERE id = %s)"
+            " AND (SELECT count(*) FROM ingest_batches WHERE NOT presigned"
+            " AND created_at > now() - interval '1 hour') >= %s",
+            (batch_id, max_new_batches_per_hour),
+        ).fetchone()
+        if opened is None or opened[0]:
+            return None
         conn.execute(
             "INSERT INTO ingest_batches (id, expires_at) VALUES (%s, %s) ON CONFLICT DO NOTHING",
             (batch_id, expires_at),

@@ -85,9 +85,14 @@ def process_object(
         key.rsplit("/", 1)[-1],
         datetime.now(UTC) + timedelta(seconds=settings.presign_expiry_seconds),
         settings.max_files_per_batch,
+        settings.max_unpresigned_batches_per_hour,
     )
     if record is None:
-        log.warning("ignored %s: its batch is final or full, and nobody presigned it", key)
+        log.warning(
+            "ignored %s: nobody presigned it, and its batch is final or full (or this hour's"
+            " MAX_UNPRESIGNED_BATCHES_PER_HOUR is used up)",
+            key,
+        )
         return "ignored"
     stored = storage.stat(clients.store, settings.s3_bucket, key)
     if stored is None:

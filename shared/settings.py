@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     view_check_seconds: float = Field(default=5.0, gt=0)
     # Records one notification may carry (MinIO sends one per request).
     max_notification_records: int = Field(default=100, ge=1)
+    # Batches an hour that objects written straight to the bucket (nobody presigned them) may
+    # open; 0 accepts such objects only into existing batches.
+    max_unpresigned_batches_per_hour: int = Field(default=100, ge=0)
     duckdb_memory_limit: str = "160MB"
     duckdb_threads: int = Field(default=1, ge=1)
     # Plausibility checks (shared/plausibility.py): warn (load and list) or reject the rows

@@ -24,7 +24,9 @@ LATER = NOW + timedelta(hours=1)
 
 def _record(clients: Clients, name: str, batch_id: str | None = None) -> FileRecord:
     batch = batch_id or new_batch_id()
-    found = database.ensure_file(clients.pool, f"uploads/{batch}/{name}", batch, name, LATER, 100)
+    found = database.ensure_file(
+        clients.pool, f"uploads/{batch}/{name}", batch, name, LATER, 100, 10**6
+    )
     assert found is not None
     return found
 

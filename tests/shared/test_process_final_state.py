@@ -46,7 +46,9 @@ def _landed(env: dict[str, str], ticker: str, days: int = 5, price: str = "100.2
 def _registered(clients: Clients, key: str) -> None:
     """The ledger row an upload event creates for an object nobody presigned."""
     batch_id = key.split("/")[1]
-    database.ensure_file(clients.pool, key, batch_id, key.rsplit("/", 1)[1], datetime.now(UTC), 10)
+    database.ensure_file(
+        clients.pool, key, batch_id, key.rsplit("/", 1)[1], datetime.now(UTC), 10, 10**6
+    )
 
 
 @pytest.fixture
@@ -303,7 +305,9 @@ def test_reconcile_goes_on_past_a_failing_file(
     try:
         first, second = _landed(environment, "SWEEPA"), _landed(environment, "SWEEPB")
         for key in (first, second):
-            database.ensure_file(sweeping.pool, key, key.split("/")[1], key, datetime.now(UTC), 10)
+            database.ensure_file(
+                sweeping.pool, key, key.split("/")[1], key, datetime.now(UTC), 10, 10**6
+            )
         real_stat = sweeping.store.stat_object
 
         def stat(bucket: str, key: str, *args: object, **kwargs: object) -> object:
@@ -400,3 +404,21 @@ def test_a_load_never_waits_for_its_own_lock_connection(
         assert _file(tight, key).rows_loaded == 5
     finally:
         tight.close()
+
+
+def test_objects_nobody_presigned_open_a_bounded_number_of_batches(
+    settings: Settings, environment: dict[str, str]
+) -> None:
+    # GIVEN a deployment that opens no batch for objects nobody presigned
+    bounded = Clients(settings.model_copy(update={"max_unpresigned_batches_per_hour": 0}))
+    try:
+        key = _landed(environment, "NOBODY")
+        # WHEN an event names an object in a batch nobody presigned
+        outcome = process_object(bounded, key)
+        # THEN it is ignored without a ledger row; an existing batch still takes its files
+        assert outcome == "ignored" and database.get_file(bounded.pool, key) is None
+        answer = presign(bounded, PresignRequest(files=[FileSpec(name="KNOWN.csv")]))
+        put_object(environment, answer["uploadUrls"][0]["objectKey"], ohlcv_csv("KNOWN", 2))
+        assert process_object(bounded, answer["uploadUrls"][0]["objectKey"]) == "completed"
+    finally:
+        bounded.close()

@@ -27,9 +27,9 @@ def test_landed_files_are_processed_and_never_uploaded_ones_failed(
     waiting = f"uploads/{other}/RECC.csv"
     database_pool = Clients(settings)
     try:
-        database.ensure_file(database_pool.pool, never, batch, "RECA.csv", expired, 100)
-        database.ensure_file(database_pool.pool, landed, other, "RECB.csv", fresh, 100)
-        database.ensure_file(database_pool.pool, waiting, other, "RECC.csv", fresh, 100)
+        database.ensure_file(database_pool.pool, never, batch, "RECA.csv", expired, 100, 10**6)
+        database.ensure_file(database_pool.pool, landed, other, "RECB.csv", fresh, 100, 10**6)
+        database.ensure_file(database_pool.pool, waiting, other, "RECC.csv", fresh, 100, 10**6)
     finally:
         database_pool.close()
     put_object(environment, landed, ONE_ROW)
