@@ -485,26 +485,27 @@ def _complete_identical(
         " ON CONFLICT DO NOTHING",
         {**held, "now": uploaded_at, "mine": record.object_key, "my_etag": etag},
     )
-    conn.execute(
-        "UPDATE ingest_files SET status = 'COMPLETED', etag = %s, uploaded_at = %s,"
-        " rows_loaded = %s, rows_rejected = %s, tickers = %s, error = NULL,"
-        " rejects_key = %s, content_key = %s, finished_at = now(), updated_at = now()"
-        " WHERE object_key = %s",
-        (
-            etag,
-            uploaded_at,
-            loaded,
-            rejected,
-            tickers,
-            rejects_key,
-            content_key,
-            record.object_key,
-        ),
-    )
-    conn.execute(  # the first one's plausibility findings (the mode is part of the key)
-        "UPDATE ingest_files f SET warnings = o.warnings, warnings_key = o.warnings_key,"
-        " series = o.series FROM ingest_files o WHERE f.object_key = %s AND o.object_key = %s",
-        (record.object_key, key),
+    # One update of the file's row: a second one in this transaction would make PostgreSQL
+    # check its batch foreign key, share-locking the batch row that _settle then locks FOR
+    # UPDATE, and two files of one batch doing so deadlock.
+    conn.execute(  # with the first one's plausibility findings (the mode is part of the key)
+        "UPDATE ingest_files f SET status = 'COMPLETED', etag = %(etag)s,"
+        " uploaded_at = %(at)s, rows_loaded = %(loaded)s, rows_rejected = %(rejected)s,"
+        " tickers = %(tickers)s, error = NULL, rejects_key = %(rejects)s,"
+        " content_key = %(content)s, warnings = o.warnings, warnings_key = o.warnings_key,"
+        " series = o.series, finished_at = now(), updated_at = now()"
+        " FROM ingest_files o WHERE f.object_key = %(mine)s AND o.object_key = %(first)s",
+        {
+            "etag": etag,
+            "at": uploaded_at,
+            "loaded": loaded,
+            "rejected": rejected,
+            "tickers": tickers,
+            "rejects": rejects_key,
+            "content": content_key,
+            "mine": record.object_key,
+            "first": key,
+        },
     )
     return Recorded(_settle(conn, record.batch_id, outbox))
 

@@ -422,3 +422,34 @@ def test_objects_nobody_presigned_open_a_bounded_number_of_batches(
         assert process_object(bounded, answer["uploadUrls"][0]["objectKey"]) == "completed"
     finally:
         bounded.close()
+
+
+def test_files_of_one_batch_completed_by_the_shortcut_at_once_never_deadlock(
+    settings: Settings, environment: dict[str, str]
+) -> None:
+    # the last files of a batch, all already loaded once, finishing at the same moment
+    strict = Clients(settings.model_copy(update={"max_transient_attempts": 1}))
+    try:
+        names = [f"DL{n}" for n in range(6)]
+        bodies = {name: ohlcv_csv(name, 3) for name in names}
+        for _ in range(4):
+            answer = presign(
+                strict, PresignRequest(files=[FileSpec(name=f"{n}.csv") for n in names])
+            )
+            targets = [u["objectKey"] for u in answer["uploadUrls"]]
+            for key, name in zip(targets, names, strict=True):
+                put_object(environment, key, bodies[name])
+            outcomes: list[str] = []
+            threads = [
+                threading.Thread(
+                    target=lambda k=key, o=outcomes: o.append(process_object(strict, k))
+                )
+                for key in targets
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert sorted(outcomes) == ["completed"] * len(names)
+    finally:
+        strict.close()
