@@ -7,7 +7,7 @@ in this process, in the background. Either way the ledger's claim keeps it to on
 
 import json
 import logging
-import time
+import threading
 import urllib.request
 from collections.abc import Iterable
 
@@ -32,12 +32,18 @@ def hand_over(clients: Clients, object_keys: Iterable[str], grace_seconds: float
         if (found := storage.stat(clients.store, settings.s3_bucket, key)) is not None
     ]
     if landed:
-        clients.background.submit(_deliver_all, clients, landed, grace_seconds)
+        # The grace runs on a daemon timer, not in a pool thread: a process told to stop
+        # (scale-down, redeploy) exits at once instead of waiting out the grace; what it did not
+        # hand over its upload events or the reconcile sweep still process.
+        timer = threading.Timer(
+            grace_seconds, clients.background.submit, (_deliver_all, clients, landed, grace_seconds)
+        )
+        timer.daemon = True
+        timer.start()
     return len(landed)
 
 
 def _deliver_all(clients: Clients, landed: list[storage.StoredObject], grace: float) -> None:
-    time.sleep(grace)
     for found in landed:
         try:
             record = database.get_file(clients.pool, found.key)

@@ -1,5 +1,6 @@
 """Faults over real processes: concurrent redelivery, and workers killed mid-load."""
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -318,3 +319,37 @@ def test_a_million_row_file_loads_with_bounded_memory(
     assert (state["status"], state["rowsLoaded"]) == ("COMPLETED", 1_000_000)
     # DUCKDB_MEMORY_LIMIT (160MB) spills beyond it; the interpreter and libraries are ~100 MB
     assert peak < 400 * 1024 * 1024, f"peak RSS {peak / 2**20:.0f} MiB"
+
+
+def test_presign_stops_at_once_while_a_hand_over_waits_out_its_grace(
+    stack: Stack, client: Client, tmp_path: Path
+) -> None:
+    import signal
+    import subprocess
+
+    from devstack.processes import spawn_function, wait_healthy
+
+    env, urls = stack
+    port = free_port()
+    process = spawn_function("presign", port, {**env, "EVENT_GRACE_SECONDS": "600"}, tmp_path)
+    try:
+        url = wait_healthy(process, port, "presign")
+        batch = client.presign(["GRACE.csv"])
+        client.upload(batch["uploadUrls"][0], ohlcv_csv(None, 3))
+        answer = requests.post(
+            f"{url}/bulk/process",
+            json={"batchId": batch["batchId"], "objectKeys": []},
+            headers=client.auth,
+            timeout=30,
+        )
+        assert answer.status_code == 200
+        # WHEN the platform stops it (scale-down, redeploy) while the hand-over waits
+        started = time.monotonic()
+        os.killpg(process.pid, signal.SIGTERM)
+        # THEN it is gone in seconds, not after the 600 s grace
+        process.wait(timeout=20)
+        assert time.monotonic() - started < 20
+    except subprocess.TimeoutExpired:
+        pytest.fail("presign did not stop while a hand-over waited out its grace")
+    finally:
+        kill(process)
