@@ -449,11 +449,6 @@ def _complete_identical(
         return False  # loaded before coverage was kept: read it
     if not _claim(conn, record.object_key, etag):
         return None
-    reverted = conn.execute(
-        "SELECT reverted_at IS NOT NULL FROM ingest_batches WHERE id = %s", (record.batch_id,)
-    ).fetchone()
-    if reverted is None or reverted[0]:
-        return None  # as load_file: a reverted batch takes no rows any more
     _lock_tickers(conn, ids)
     newer = conn.execute(
         "SELECT EXISTS (SELECT 1 FROM ingest_coverage f JOIN ingest_coverage c"
@@ -473,11 +468,10 @@ def _complete_identical(
     ).fetchone()
     if mates is None or mates[0]:
         raise _NotIdentical()
-    conn.execute(  # its load, writing no row: a later file of the batch compares with it
-        "INSERT INTO ingest_loads (object_key, etag, batch_id, uploaded_at)"
-        " VALUES (%s, %s, %s, %s)",
-        (record.object_key, etag, record.batch_id, uploaded_at),
-    )
+    # its load, writing no row (a later file of the batch compares with it); as in load_file,
+    # a reverted batch takes none
+    if not _begin_load(conn, record, etag, uploaded_at):
+        return None
     conn.execute(
         "INSERT INTO ingest_coverage (ticker_id, uploaded_at, object_key, etag, dates)"
         " SELECT ticker_id, %(now)s, %(mine)s, %(my_etag)s, dates FROM ingest_coverage"
