@@ -91,6 +91,8 @@ class Conflict:
         )
 
 
+# One sort per ticker (window w) gives each row the row before it and whether it starts a run
+# of identical OHLC; runs of STALE_ROWS or more come from a small aggregate, not a window.
 _FLAGS = f"""
 CREATE OR REPLACE TEMP TABLE flags AS
 WITH k AS (
@@ -100,29 +102,29 @@ WITH k AS (
             lag(high_v) OVER w OR low_v IS DISTINCT FROM lag(low_v) OVER w
             OR close_v IS DISTINCT FROM lag(close_v) OVER w, true) AS starts
     FROM parsed WHERE keep WINDOW w AS (PARTITION BY symbol ORDER BY date)
-), r AS (
+), r AS MATERIALIZED (
     SELECT *, sum(starts::INTEGER) OVER (PARTITION BY symbol ORDER BY date
         ROWS UNBOUNDED PRECEDING) AS run FROM k
-), g AS (
-    SELECT r.*, count(*) OVER (PARTITION BY r.symbol, run) AS run_rows,
-        first_value(rn) OVER (PARTITION BY r.symbol, run ORDER BY r.date) AS run_rn,
-        first_value(r.date) OVER (PARTITION BY r.symbol, run ORDER BY r.date) AS run_date,
-        CASE WHEN prev_rn IS NULL THEN s.close ELSE prev_close END AS ref_close,
-        CASE WHEN prev_rn IS NULL THEN s.date ELSE prev_date END AS ref_date
-    FROM r LEFT JOIN prior s ON s.symbol = r.symbol AND r.prev_rn IS NULL
+), runs AS (
+    SELECT symbol, run, arg_min(rn, date) AS run_rn, min(date) AS run_date FROM r
+    GROUP BY ALL HAVING count(*) >= {STALE_ROWS}
 )
 SELECT rn, symbol, date, code, close_v, ref_rn, ref_date, ref_close FROM (
     SELECT rn, symbol, date, close_v, prev_rn AS ref_rn, ref_date, ref_close, CASE
         WHEN close_v >= {UNIT_FACTOR} * ref_close OR ref_close >= {UNIT_FACTOR} * close_v
             THEN 'UNIT_SWITCH'
         WHEN abs(close_v / ref_close - 1) > $max_move THEN 'LARGE_MOVE' END AS code
-    FROM g WHERE ref_close > 0
+    FROM (SELECT r.rn, r.symbol, r.date, r.close_v, r.prev_rn,
+            CASE WHEN r.prev_rn IS NULL THEN s.close ELSE r.prev_close END AS ref_close,
+            CASE WHEN r.prev_rn IS NULL THEN s.date ELSE r.prev_date END AS ref_date
+          FROM r LEFT JOIN prior s ON s.symbol = r.symbol AND r.prev_rn IS NULL)
+    WHERE ref_close > 0
     UNION ALL
-    SELECT rn, symbol, date, close_v, run_rn, run_date, close_v, 'STALE'
-    FROM g WHERE run_rows >= {STALE_ROWS} AND rn <> run_rn
+    SELECT r.rn, r.symbol, r.date, r.close_v, u.run_rn, u.run_date, r.close_v, 'STALE'
+    FROM r JOIN runs u ON u.symbol = r.symbol AND u.run = r.run WHERE r.rn <> u.run_rn
     UNION ALL
     SELECT rn, symbol, date, close_v, prev_rn, prev_date, prev_close, 'GAP'
-    FROM g WHERE prev_rn IS NOT NULL
+    FROM r WHERE prev_rn IS NOT NULL
         AND ingest_bdays(date) - ingest_bdays(prev_date + 1) > $max_gap
 ) WHERE code IS NOT NULL
 """

@@ -134,7 +134,7 @@ _PLAIN_CHECK = (
     + f"), '({_PLAIN_NUMBER}[|]){{5}}{_PLAIN_NUMBER}'))),"
     " coalesce(max(rn) FILTER (WHERE TRY_CAST(d AS DATE) IS NOT NULL OR concat_ws('', "
     + ", ".join(PRICES + AMOUNTS)
-    + ") <> ''), 0) FROM raw"
+    + ") <> ''), 0), count(*) FROM raw"
 )
 _PLAIN_ROWS = (
     "SELECT rn, symbol, TRY_CAST(d AS DATE) AS date, "
@@ -333,7 +333,7 @@ def _read(
         + "), '\\s*')",
         {**params, **({"ticker": ticker} if "ticker" not in layout.columns else {})},
     )
-    not_plain, last = _one(cursor, _PLAIN_CHECK)
+    not_plain, last, raw_rows = _one(cursor, _PLAIN_CHECK)
     if not not_plain:
         rows, values, lane = _PLAIN_ROWS, _PLAIN_VALUES, {"last": last}
     else:
@@ -341,18 +341,19 @@ def _read(
         rows = _normalised()
         values, lane = _VALUES, {"dayfirst": dayfirst, "comma": comma, "last": last}
     # The last occurrence of a (ticker, date) decides it: when that one is invalid, the key is
-    # rejected and the earlier valid ones are superseded, not loaded.
+    # rejected and the earlier valid ones are superseded, not loaded. (The next row in (date,
+    # line) order has another date: one sort per ticker, where a partition per key costs more.)
     cursor.execute(
         f"CREATE TEMP TABLE parsed AS SELECT rn, reason, symbol, date, {fields},"
         " open_v, high_v, low_v, close_v,"
-        " reason IS NULL AND row_number() OVER (PARTITION BY symbol, date"
-        " ORDER BY rn DESC) = 1 AS keep"
+        " reason IS NULL AND lead(date) OVER (PARTITION BY symbol ORDER BY date, rn)"
+        " IS DISTINCT FROM date AS keep"
         f" FROM (SELECT *, {_CLASSIFY} AS reason FROM (SELECT *, {_KEYS} FROM"
         f" (SELECT *, {values} FROM ({rows}))))",
         {"today": datetime.now(UTC).date(), **lane},
     )
     loaded, rejected, superseded, data_rows, tickers, first, last_date = _one(cursor, _COUNTS)
-    footer_lines = _one(cursor, "SELECT count(*) FROM raw WHERE rn > $last", {"last": last})[0]
+    footer_lines = raw_rows - data_rows  # the rows of raw after the last data row
     if rejected and not loaded:
         code, line = _one(
             cursor, "SELECT reason, rn FROM parsed WHERE reason IS NOT NULL ORDER BY rn LIMIT 1"

@@ -86,8 +86,12 @@ def test_quick_bench_reports_every_scenario(tmp_path: Path) -> None:
     assert [t["n_tup_ins"] for t in s["e"]["tuples"]] == [FILES] * REPEAT
     assert s["f"]["rows"] == 5000 and len(s["f"]["samples_seconds"]) == REPEAT
     assert s["f"]["cpu_seconds"]["process-file"] > 0
-    for mode in ("closed_loop", "paced"):
+    for mode in ("closed_loop", "paced", "paced_revalidating"):
         assert s["g"][mode]["requests"] > 0 and s["g"][mode]["p99_ms"] >= s["g"][mode]["p50_ms"]
+        assert s["g"][mode]["errors"] == 0
+    # the batch is final: a revalidating poller's answers after its first are all 304
+    revalidating = s["g"]["paced_revalidating"]
+    assert revalidating["not_modified"] == revalidating["requests"] - revalidating["pollers"]
     assert sorted(int(k) for k in s["h"] if k != "cpu_seconds") == [10, 20]
     assert s["i"]["rows_loaded"] == s["i"]["rows"] == 20_000 and s["i"]["peak_vmhwm_mb"] > 0
     # (j) a batch through freshly started functions, against a COPY of its rows

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,11 @@ def start(page: Any, folder: Path) -> None:
 
 
 def summary(page: Any, timeout: float = 120_000) -> str:
-    page.wait_for_selector(FINAL, timeout=timeout)
+    try:
+        page.wait_for_selector(FINAL, timeout=timeout)
+    except Exception as error:  # say what the page showed instead
+        shown = Counter(states(page).values())
+        raise AssertionError(f"no summary after {timeout / 1000:.0f} s; files: {shown}") from error
     return str(page.inner_text("#summary"))
 
 
