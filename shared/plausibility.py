@@ -134,26 +134,15 @@ UPDATE parsed SET reason = f.code, keep = false
 FROM (SELECT rn, arg_min(code, CASE code {_PRIORITY} END) AS code FROM flags GROUP BY rn) f
 WHERE parsed.rn = f.rn
 """
-# The file's main ticker (most rows) as weekly closes (the week's last), thinned to at most
-# SERIES_POINTS buckets of whole weeks; a bucket is flagged when one of its rows is.
-_SERIES = f"""
-WITH t AS (
-    SELECT symbol FROM parsed WHERE keep GROUP BY symbol ORDER BY count(*) DESC, symbol LIMIT 1
-), w AS (
-    SELECT date_trunc('week', p.date) AS week, arg_max(p.close_v, p.date) AS close,
-        max(p.date) AS last, bool_or(f.rn IS NOT NULL) AS flagged
-    FROM parsed p LEFT JOIN (SELECT DISTINCT rn FROM flags) f ON f.rn = p.rn
-    WHERE p.keep AND p.symbol = (SELECT symbol FROM t) GROUP BY week
-), b AS (
-    SELECT (row_number() OVER (ORDER BY week) - 1)
-        // CAST(ceil(count(*) OVER () / {SERIES_POINTS}) AS BIGINT) AS bucket, * FROM w
-), p AS (
-    SELECT bucket, arg_max(close, last) AS close, max(last) AS last, bool_or(flagged) AS flagged
-    FROM b GROUP BY bucket
-)
-SELECT (SELECT symbol FROM t), min(last), max(last), list(close ORDER BY bucket),
-    list(bucket ORDER BY bucket) FILTER (WHERE flagged) FROM p
+# The file's main ticker's weekly closes (the week's last) and whether a row of the week is
+# flagged; _series thins them to SERIES_POINTS buckets of whole weeks.
+_WEEKS = """
+SELECT arg_max(close_v, date), max(date), bool_or(rn IN (SELECT rn FROM flags)) FROM parsed
+WHERE keep AND symbol = $symbol GROUP BY date_trunc('week', date) ORDER BY max(date)
 """
+_MAIN_TICKER = (
+    "SELECT symbol FROM parsed WHERE keep GROUP BY symbol ORDER BY count(*) DESC, symbol LIMIT 1"
+)
 
 
 def check(
@@ -163,14 +152,19 @@ def check(
     previous: Previous | None,
     line_offset: int,
     workdir: Path,
+    tickers: list[str],
+    first: date | None,
 ) -> Found:
-    """Flag the parsed rows (table `flags`); in reject mode turn them into rejects."""
-    firsts = cursor.execute(
-        "SELECT list(symbol ORDER BY symbol), list(min_date ORDER BY symbol) FROM"
-        " (SELECT symbol, min(date) AS min_date FROM parsed WHERE keep GROUP BY symbol)"
-    ).fetchone()
-    symbols: list[str] = list(firsts[0] or []) if firsts else []
-    dates: list[date] = list(firsts[1] or []) if firsts else []
+    """Flag the parsed rows (table `flags`); in reject mode turn them into rejects. `tickers`
+    are the symbols of the rows kept, `first` their first date."""
+    symbols: list[str] = list(tickers) if first is not None else []
+    dates: list[date] = [first] if first is not None else []
+    if len(symbols) > 1:
+        symbols, dates = _one(
+            cursor,
+            "SELECT list(symbol ORDER BY symbol), list(min_date ORDER BY symbol) FROM"
+            " (SELECT symbol, min(date) AS min_date FROM parsed WHERE keep GROUP BY symbol)",
+        )
     stored = previous([ids[s] for s in symbols], dates) if previous and symbols else []
     by_id = {ids[s]: s for s in symbols}
     cursor.execute(
@@ -190,9 +184,9 @@ def check(
         cursor.execute(_REJECT)
         rejected = int(sum(1 for _ in cursor.execute("SELECT DISTINCT rn FROM flags").fetchall()))
         cursor.execute("DELETE FROM flags")
-        return Found({}, None, rejected, _series(cursor))
+        return Found({}, None, rejected, _series(cursor, symbols))
     path = _write(cursor, line_offset, workdir) if ordered else None
-    return Found(ordered, path, 0, _series(cursor))
+    return Found(ordered, path, 0, _series(cursor, symbols))
 
 
 def _write(cursor: duckdb.DuckDBPyConnection, line_offset: int, workdir: Path) -> Path:
@@ -210,18 +204,30 @@ def _write(cursor: duckdb.DuckDBPyConnection, line_offset: int, workdir: Path) -
     return path
 
 
-def _series(cursor: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:
-    row = cursor.execute(_SERIES).fetchone()
-    if row is None or row[0] is None:
+def _series(cursor: duckdb.DuckDBPyConnection, symbols: list[str]) -> dict[str, Any] | None:
+    """The main ticker (most rows) as at most SERIES_POINTS points: buckets of whole weeks,
+    each the close of its last week and flagged when one of its rows is."""
+    if not symbols:
         return None
-    ticker, first, last, closes, flagged = row
+    main = symbols[0] if len(symbols) == 1 else _one(cursor, _MAIN_TICKER)[0]
+    weeks = cursor.execute(_WEEKS, {"symbol": main}).fetchall()
+    if not weeks:  # reject mode took all its rows
+        return None
+    size = -(-len(weeks) // SERIES_POINTS)
+    buckets = [weeks[i : i + size] for i in range(0, len(weeks), size)]
     return {
-        "ticker": ticker,
-        "from": first.isoformat(),
-        "to": last.isoformat(),
-        "close": [float(f"{c:.6g}") for c in closes],
-        "flagged": [int(i) for i in flagged or []],
+        "ticker": main,
+        "from": buckets[0][-1][1].isoformat(),
+        "to": buckets[-1][-1][1].isoformat(),
+        "close": [float(f"{bucket[-1][0]:.6g}") for bucket in buckets],
+        "flagged": [n for n, bucket in enumerate(buckets) if any(w[2] for w in bucket)],
     }
+
+
+def _one(cursor: duckdb.DuckDBPyConnection, sql: str) -> tuple[Any, ...]:
+    row = cursor.execute(sql).fetchone()
+    assert row is not None
+    return tuple(row)
 
 
 def with_conflicts(

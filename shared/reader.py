@@ -370,7 +370,7 @@ def _read(
     tickers = list(tickers or [])
     ids = stamp.ticker_ids(tickers)
     found = plausibility.check(
-        cursor, stamp.checks, ids, stamp.previous, layout.header_line + 1, workdir
+        cursor, stamp.checks, ids, stamp.previous, layout.header_line + 1, workdir, tickers, first
     )
     if found.rejected:  # reject mode: the flagged rows are rejects now
         loaded, rejected, superseded, data_rows, tickers, first, last_date = _one(cursor, _COUNTS)
