@@ -68,7 +68,7 @@ class Settings(BaseSettings):
     # Batches an hour that objects written straight to the bucket (nobody presigned them) may
     # open; 0 accepts such objects only into existing batches.
     max_unpresigned_batches_per_hour: int = Field(default=100, ge=0)
-    duckdb_memory_limit: str = "160MB"
+    duckdb_memory_limit: str = "128MB"
     duckdb_threads: int = Field(default=1, ge=1)
     # Plausibility checks (shared/plausibility.py): warn (load and list) or reject the rows
     # they flag; a file's own `plausibility` at presign overrides the mode.

@@ -317,7 +317,7 @@ def test_a_million_row_file_loads_with_bounded_memory(
     peak = _peak_rss_bytes(worker.process.pid)
     state = client.status(batch_id)
     assert (state["status"], state["rowsLoaded"]) == ("COMPLETED", 1_000_000)
-    # DUCKDB_MEMORY_LIMIT (160MB) spills beyond it; the interpreter and libraries are ~100 MB
+    # DUCKDB_MEMORY_LIMIT (128MB) spills beyond it; the interpreter and libraries are ~100 MB
     assert peak < 400 * 1024 * 1024, f"peak RSS {peak / 2**20:.0f} MiB"
 
 
