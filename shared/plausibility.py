@@ -92,10 +92,14 @@ class Conflict:
 
 
 # One sort per ticker (window w) gives each row the row before it and whether it starts a run
-# of identical OHLC; runs of STALE_ROWS or more come from a small aggregate, not a window.
+# of identical OHLC; runs of STALE_ROWS or more come from a small aggregate, not a window;
+# `prior` holds the stored row before each ticker's first date.
 _FLAGS = f"""
 CREATE OR REPLACE TEMP TABLE flags AS
-WITH k AS (
+WITH prior AS (
+    SELECT unnest($prior_symbols::VARCHAR[]) AS symbol, unnest($prior_dates::DATE[]) AS date,
+        unnest($prior_closes::DOUBLE[]) AS close
+), k AS (
     SELECT rn, symbol, date, close_v,
         lag(rn) OVER w AS prev_rn, lag(date) OVER w AS prev_date, lag(close_v) OVER w AS prev_close,
         coalesce(open_v IS DISTINCT FROM lag(open_v) OVER w OR high_v IS DISTINCT FROM
@@ -168,15 +172,15 @@ def check(
     stored = previous([ids[s] for s in symbols], dates) if previous and symbols else []
     by_id = {ids[s]: s for s in symbols}
     cursor.execute(
-        "CREATE OR REPLACE TEMP TABLE prior AS SELECT unnest($s::VARCHAR[]) AS symbol,"
-        " unnest($d::DATE[]) AS date, unnest($c::DOUBLE[]) AS close",
+        _FLAGS,
         {
-            "s": [by_id[t] for t, _, _ in stored],
-            "d": [d for _, d, _ in stored],
-            "c": [float(c) for _, _, c in stored],
+            "max_move": checks.max_move,
+            "max_gap": checks.max_gap_days,
+            "prior_symbols": [by_id[t] for t, _, _ in stored],
+            "prior_dates": [d for _, d, _ in stored],
+            "prior_closes": [float(c) for _, _, c in stored],
         },
     )
-    cursor.execute(_FLAGS, {"max_move": checks.max_move, "max_gap": checks.max_gap_days})
     count_rows = cursor.execute("SELECT code, count(*) FROM flags GROUP BY code").fetchall()
     counts = {code: int(n) for code, n in count_rows}
     ordered = {code: counts[code] for code in CODES if code in counts}
