@@ -77,6 +77,7 @@ from .pollers import percentile, poll
 from .processes import (
     FUNCTIONS,
     Process,
+    end_on_signals,
     free_port,
     spawn_function,
     stop,
@@ -1881,6 +1882,7 @@ def drop_redis_keys(url: str, prefix: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    end_on_signals()
     started = datetime.now(UTC)
     stamp = started.strftime("%Y%m%dT%H%M%SZ")
     run_id = f"{stamp.lower()}_{secrets.token_hex(3)}"

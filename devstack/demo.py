@@ -31,6 +31,7 @@ from . import LOCAL
 from .client import Client
 from .data import Files, demo_files, folder_files
 from .page import CHROMIUM, INSTALL_CHROMIUM, start_with_page, upload_through_page
+from .processes import end_on_signals
 from .receiver import Receiver
 from .relay import WebhookRelay
 from .services import services
@@ -139,11 +140,8 @@ def run(
             print(delivered(receiver, batch_id))
         if keep_running:
             print(f"stack up: {json.dumps(urls)}; token {client.token}")
-            print("Ctrl-C stops it")
-            try:
-                signal.pause()
-            except KeyboardInterrupt:
-                pass
+            print("Ctrl-C stops it", flush=True)
+            signal.pause()
         return code if browser else int(state["status"] != "COMPLETED")
 
 
@@ -161,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         "--browser", action="store_true", help="upload through the admin page in Chromium"
     )
     args = parser.parse_args(argv)
+    end_on_signals()
     files = folder_files(args.folder) if args.folder else demo_files(args.files, args.rows)
     return run(files, args.keep_running, browser=args.browser)
 

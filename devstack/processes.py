@@ -85,6 +85,18 @@ def wait_healthy(process: Process, port: int, name: str, timeout: float = 60.0) 
     return url
 
 
+def end_on_signals() -> None:
+    """SIGTERM, SIGHUP and SIGINT end the program through its cleanup (the stack's processes
+    stop with it): by default SIGTERM ends it at once and leaves them running, and a shell
+    starts a background job with SIGINT ignored."""
+
+    def leave(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, leave)
+
+
 def stop(process: Process, sig: int = signal.SIGTERM) -> None:
     """Signal the process's group, then make sure it is gone."""
     if process.poll() is None:

@@ -236,6 +236,8 @@ def _body(request: flask.Request, limit: int, timeout: float) -> bytes:
     a request thread (gunicorn hands its socket to the application as gunicorn.socket)."""
     if (request.content_length or 0) > limit:
         raise TooLargeError("PAYLOAD_TOO_LARGE", f"The request body is over {limit} bytes.")
+    if not request.content_length and "HTTP_TRANSFER_ENCODING" not in request.environ:
+        return b""  # no body (a poll): nothing to read, no socket timeout to set and reset
     sock = request.environ.get("gunicorn.socket")
     if isinstance(sock, socket.socket):
         sock.settimeout(timeout)
