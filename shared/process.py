@@ -269,7 +269,10 @@ def _parse(
     clients: Clients, record: FileRecord, uploaded_at: datetime, workdir: Path
 ) -> ParsedFile:
     settings = clients.settings
-    found = layout.detect(storage.head(clients.store, settings.s3_bucket, record.object_key))
+    head, chunks = storage.peek(
+        storage.stream(clients.store, settings.s3_bucket, record.object_key)
+    )
+    found = layout.detect(head)
     ticker = None
     if "ticker" not in found.columns:
         ticker = record.ticker_hint or layout.ticker_from_name(record.file_name)
@@ -285,7 +288,7 @@ def _parse(
         uploaded_at,
         lambda symbols: database.ticker_ids(clients.pool, symbols),
         workdir,
-        lambda: storage.stream(clients.store, settings.s3_bucket, record.object_key),
+        lambda: chunks,
         _checks(settings, record),
         lambda ids, firsts: database.previous_closes(clients.pool, ids, firsts),
     )

@@ -3,6 +3,7 @@
 import base64
 import hashlib
 import hmac
+import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -136,18 +137,18 @@ def stat(store: Minio, bucket: str, key: str) -> StoredObject | None:
     )
 
 
-def head(store: Minio, bucket: str, key: str, length: int = HEAD_BYTES) -> bytes:
-    """The first bytes of an object, enough to decide encoding, delimiter and header."""
-
-    def read() -> bytes:
-        response = store.get_object(bucket, key, offset=0, length=length)
-        try:
-            return response.read()
-        finally:
-            response.close()
-            response.release_conn()
-
-    return _guard(read)
+def peek(chunks: Iterator[bytes], length: int = HEAD_BYTES) -> tuple[bytes, Iterator[bytes]]:
+    """The first `length` bytes of a stream (all of it when shorter), enough to decide
+    encoding, delimiter and header, and the whole stream still to be read: one GET per file."""
+    taken: list[bytes] = []
+    size = 0
+    for chunk in chunks:
+        taken.append(chunk)
+        size += len(chunk)
+        if size >= length:
+            break
+    read = b"".join(taken)
+    return read[:length], itertools.chain([read], chunks)
 
 
 def upload_file(store: Minio, bucket: str, key: str, path: Path, content_type: str) -> None:

@@ -182,11 +182,12 @@ def test_object_keys_reach_the_reader_literally(
         s3_endpoint=s3_endpoint, s3_access_key="testing", s3_secret_key="testing"
     )
     key = f"uploads/b_1/{key_name}"
-    found = layout.detect(storage.head(store, bucket, key))
     for chunk_bytes in (7, 1 << 20):
         workdir = tmp_path / f"w{time.monotonic_ns()}"
         workdir.mkdir()
-        source = lambda: storage.stream(store, bucket, key, chunk_bytes)  # noqa: E731, B023
+        head, chunks = storage.peek(storage.stream(store, bucket, key, chunk_bytes))
+        found = layout.detect(head)
+        source = lambda: chunks  # noqa: E731, B023
         parsed = Reader(settings).read(key, found, "TEST", UPLOADED_AT, _ids, workdir, source)
         assert (parsed.rows_loaded, parsed.data_rows) == (1, 1)
 

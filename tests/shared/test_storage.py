@@ -1,3 +1,4 @@
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -34,3 +35,22 @@ def test_put_urls_are_exactly_what_minio_signs(endpoint: str) -> None:
     ]
     ours = storage.PutSigner(settings).urls("seasonality-uploads", KEYS, timedelta(hours=1), when)
     assert ours == expected
+
+
+@pytest.mark.parametrize(
+    ("sizes", "pulled_by_peek"), [([], 0), ([5], 1), ([3, 3, 3], 2), ([10, 1], 1), ([1] * 6, 4)]
+)
+def test_a_peek_reads_no_more_than_the_head_and_keeps_the_whole_stream(
+    sizes: list[int], pulled_by_peek: int
+) -> None:
+    chunks = [bytes([65 + n]) * size for n, size in enumerate(sizes)]
+    pulled: list[bytes] = []
+
+    def stream() -> Iterator[bytes]:
+        for chunk in chunks:
+            pulled.append(chunk)
+            yield chunk
+
+    head, rest = storage.peek(stream(), 4)
+    assert head == b"".join(chunks)[:4] and len(pulled) == pulled_by_peek
+    assert b"".join(rest) == b"".join(chunks) and pulled == chunks
