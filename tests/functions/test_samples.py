@@ -6,7 +6,7 @@ Three sets, one expectation each (status, rows loaded and rejected, tickers, two
 - `tests/data/lookalike`: files of this project's own, one per original that cannot be
   redistributed, in that original's exact format (see their README);
 - the 16 originals themselves (marker `samples`), read from `SAMPLES_DIR`: skipped without
-  it, a failure when `CI` is set (tests/support/samples.py).
+  it, a failure when it names no directory and `CI` is set (tests/support/samples.py).
 
 Spot rows were checked by hand against the raw files: (date, open, high, low, close, volume).
 """
