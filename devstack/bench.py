@@ -453,12 +453,14 @@ def start_world(
     ctx: Context,
     name: str,
     prepare: Callable[[str], object] | None = None,
+    settings: dict[str, str] | None = None,
 ) -> World:
-    """A fresh database (handed to `prepare` first, when given) and the three functions on it."""
+    """A fresh database (handed to `prepare` first, when given) and the three functions on it,
+    with the run's settings and `settings` on top."""
     url = ctx.server.create(stack, name)
     if prepare is not None:
         prepare(url)
-    env = {**ctx.env, "DATABASE_URL": url}
+    env = {**ctx.env, **(settings or {}), "DATABASE_URL": url}
     ports = {name: free_port() for name in FUNCTIONS}
     env["PROCESS_FILE_URL"] = f"http://127.0.0.1:{ports['process-file']}/"
     extra = function_env(ctx.args)
@@ -839,6 +841,70 @@ def measure_cold_batches(ctx: Context) -> dict[str, Any]:
     return result
 
 
+# ------------------------------------------------------------------------------------ (m)
+
+CHECKS_MODES = {"on": "warn", "off": "off"}  # PLAUSIBILITY_MODE of each (m) stack
+CHECKS_PARTS = {
+    "fresh_on": "(m) fresh batch, plausibility checks on (warn)",
+    "fresh_off": "(m) fresh batch, PLAUSIBILITY_MODE=off",
+    "delta_on": "(m) daily delta, checks on (warn)",
+    "delta_off": "(m) daily delta, PLAUSIBILITY_MODE=off",
+}
+CHECKS_LIMIT = 1.05
+
+
+def measure_checks_cost(ctx: Context) -> dict[str, Any]:
+    """(m) what the plausibility checks cost: the fresh batch then the daily delta on a fresh
+    stack with the checks on, and on one with PLAUSIBILITY_MODE=off, the two stacks taking
+    turns (on first in odd repetitions) so that a drifting machine weighs on both alike."""
+    runs: dict[str, list[dict[str, Any]]] = {part: [] for part in CHECKS_PARTS}
+    for rep in range(ctx.args.repeat):
+        order = list(CHECKS_MODES) if rep % 2 == 0 else list(CHECKS_MODES)[::-1]
+        for mode in order:
+            with ExitStack() as stack:
+                world = start_world(
+                    stack,
+                    ctx,
+                    f"bench_{ctx.run_id}_checks_{mode}{rep}",
+                    settings={"PLAUSIBILITY_MODE": CHECKS_MODES[mode]},
+                )
+                for part, files in (("fresh", ctx.first), ("delta", ctx.delta)):
+                    done = run_batch(world, files, ctx.args.in_flight)
+                    done.pop("ended")
+                    runs[f"{part}_{mode}"].append(done)
+            empty_bucket(ctx.store, ctx.env["S3_BUCKET"])
+    result: dict[str, Any] = {}
+    for part, found in runs.items():
+        result[part] = summary([r["seconds"] for r in found], found[0]["expected_rows"])
+        result[part].update(
+            rows_loaded_ok=all(r["rows_loaded"] == r["expected_rows"] for r in found),
+            cpu_seconds=cpu_median([r["cpu_seconds"] for r in found]),
+        )
+    for part in ("fresh", "delta"):
+        on, off = result[f"{part}_on"], result[f"{part}_off"]
+        result[f"{part}_slowdown"] = round(on["median_seconds"] / off["median_seconds"], 3)
+        pf_on = on["cpu_seconds"].get("process-file", 0.0)
+        pf_off = off["cpu_seconds"].get("process-file", 0.0)
+        result[f"{part}_process_file_cpu_ratio"] = round(pf_on / pf_off, 3) if pf_off else None
+    return result
+
+
+def checks_parts(s: dict[str, Any]) -> list[dict[str, Any]]:
+    return [s[k] for k in CHECKS_PARTS]
+
+
+def checks_rows(s: dict[str, Any], args: argparse.Namespace) -> list[Cells]:
+    return [timed_cells(label, s[k]) for k, label in CHECKS_PARTS.items()]
+
+
+def checks_target(part: str, row: int) -> Target:
+    return Target(
+        lambda s: f"<= {CHECKS_LIMIT} x off: {s[f'{part}_slowdown']:.3f}",
+        lambda s: bool(s[f"{part}_slowdown"] <= CHECKS_LIMIT),
+        row=row,
+    )
+
+
 # ------------------------------------------------------------------------------------ (k)
 
 # The other tickers of (k) and their rows, consecutive days from 2000-01-03; generate_series
@@ -1111,6 +1177,7 @@ class Context:
     env: dict[str, str]
     log_dir: Path
     run_id: str
+    store: Minio
     meter: CpuMeter | None = None
     raw_url: str = ""
     world: World | None = None
@@ -1513,6 +1580,17 @@ SCENARIOS = (
         ),
     ),
     Scenario(
+        "m",
+        "own",
+        measure_checks_cost,
+        lambda s: (
+            f"checks on / off: fresh {s['fresh_slowdown']:.3f}, delta {s['delta_slowdown']:.3f}"
+        ),
+        checks_rows,
+        (checks_target("fresh", 0), checks_target("delta", 2)),
+        timed=checks_parts,
+    ),
+    Scenario(
         "j",
         "own",
         measure_cold_batches,
@@ -1580,6 +1658,7 @@ def run_all(
         env,
         log_dir,
         run_id,
+        store,
         CpuMeter(find_postmaster(server.admin_url)),
     )
     print(
@@ -1714,6 +1793,11 @@ def notes(s: dict[str, dict[str, Any]], args: argparse.Namespace) -> list[str]:
         f"round trip is the server time plus ~0.1 ms; ETag "
         f"{'answered' if s['l']['etag'] else 'not answered'}, Cache-Control "
         f"{s['l']['cache_control'] or 'none'}.",
+        f"(m) {args.repeat} repetition(s), each a fresh stack with the checks on "
+        f"(PLAUSIBILITY_MODE=warn) and one with them off, taking turns; each runs the batch of "
+        f"(c) then the delta of (e); the target is the median's slowdown with the checks on. "
+        f"process-file's CPU on / off: fresh {s['m']['fresh_process_file_cpu_ratio']}, delta "
+        f"{s['m']['delta_process_file_cpu_ratio']}.",
     ]
     if s["b"]["subset"]:
         full = s["a"]["rows"] / s["b"]["rows_per_second"]

@@ -31,7 +31,7 @@ from .clients import Clients
 from .errors import BusyError, FileRejectedError, TransientError
 from .events import ObjectCreated
 from .models import FileRecord, Recorded
-from .plausibility import Checks
+from .plausibility import Checks, Mode
 from .reader import ParsedFile
 from .settings import Settings
 
@@ -296,9 +296,10 @@ def _parse(
 
 def _checks(settings: Settings, record: FileRecord) -> Checks:
     """The plausibility rules of the file: the deployment's, in the file's own mode if any."""
-    mode = record.plausibility or settings.plausibility_mode
+    own = record.plausibility  # warn or reject, given at presign
+    mode: Mode = "reject" if own == "reject" else "warn" if own else settings.plausibility_mode
     return Checks(
-        "reject" if mode == "reject" else "warn",
+        mode,
         settings.plausibility_max_move,
         settings.plausibility_max_gap_days,
     )

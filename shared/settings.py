@@ -71,8 +71,9 @@ class Settings(BaseSettings):
     duckdb_memory_limit: str = "128MB"
     duckdb_threads: int = Field(default=1, ge=1)
     # Plausibility checks (shared/plausibility.py): warn (load and list) or reject the rows
-    # they flag; a file's own `plausibility` at presign overrides the mode.
-    plausibility_mode: Literal["warn", "reject"] = "warn"
+    # they flag, or off (no checks, no series); a file's own `plausibility` at presign
+    # overrides the mode.
+    plausibility_mode: Literal["warn", "reject", "off"] = "warn"
     plausibility_max_move: float = Field(default=0.5, gt=0)
     plausibility_max_gap_days: int = Field(default=10, ge=1)
     # Superseded values are kept this long; a batch finished longer ago cannot be reverted.

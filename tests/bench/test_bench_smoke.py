@@ -70,7 +70,7 @@ def test_quick_bench_reports_every_scenario(tmp_path: Path) -> None:
     assert "(a) raw COPY" in done.stdout and "(l) status" in done.stdout
     report = json.loads(output.read_text())
     s = report["scenarios"]
-    assert sorted(s) == list("abcdefghijkl")
+    assert sorted(s) == list("abcdefghijklm")
     assert all(n >= 0 for n in _numbers(s) if n is not None)
     assert s["a"]["rows"] == s["c"]["rows"] == s["d"]["rows"] == FILES * ROWS
     assert s["b"]["rows"] == s["b"]["files"] * ROWS
@@ -117,7 +117,15 @@ def test_quick_bench_reports_every_scenario(tmp_path: Path) -> None:
     assert s["l"]["files"] == 20 and s["l"]["full"]["status"] == 200
     assert s["l"]["full"]["requests"] == 20 and s["l"]["response_bytes"] > 0
     assert s["l"]["not_modified"] is None or s["l"]["not_modified"]["status"] == 304
-    assert set(report["targets"]) == set("cdefghijkl")
+    # (m) the batch and its delta with the plausibility checks on and off, in turns
+    m = s["m"]
+    for part, rows in (("fresh", ROWS), ("delta", ROWS + 1)):
+        for mode in ("on", "off"):
+            assert m[f"{part}_{mode}"]["rows"] == FILES * rows
+            assert m[f"{part}_{mode}"]["rows_loaded_ok"]
+            assert len(m[f"{part}_{mode}"]["samples_seconds"]) == REPEAT
+        assert m[f"{part}_slowdown"] > 0
+    assert set(report["targets"]) == set("cdefghijklm")
     assert all(isinstance(t["pass"], bool) for t in report["targets"].values())
     assert {"nproc", "memory_bytes", "postgresql", "duckdb"} <= set(report["machine"])
 
@@ -126,6 +134,6 @@ def test_quick_bench_reports_every_scenario(tmp_path: Path) -> None:
         left = conn.execute(
             "SELECT datname FROM pg_database WHERE datname = ANY(%s)", (report["run"]["databases"],)
         ).fetchall()
-    # raw, a chain and a cold batch per repetition, the fill's
-    assert len(report["run"]["databases"]) == 2 * REPEAT + 2 and left == []
+    # raw, per repetition a chain, a cold batch and (m)'s two stacks, the fill's
+    assert len(report["run"]["databases"]) == 4 * REPEAT + 2 and left == []
     assert list(redis.Redis.from_url(redis_url).scan_iter(match=f"{prefix}*")) == []

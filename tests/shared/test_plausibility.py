@@ -159,6 +159,18 @@ def test_reject_mode_with_every_row_flagged_fails_the_file(reader: Reader, tmp_p
         )
 
 
+def test_off_mode_checks_nothing_and_loads_the_same_rows(reader: Reader, tmp_path: Path) -> None:
+    def previous(ids: list[int], firsts: list[date]) -> list[tuple[int, date, float]]:
+        raise AssertionError("off mode looks up no stored row")
+
+    data = body(unit_switch_rows())
+    off = read(reader, tmp_path, data, Checks(mode="off"), previous)
+    warned = read(reader, tmp_path, data)
+    assert (off.warnings, off.warnings_csv, off.series) == ({}, None, None)
+    assert (off.rows_loaded, off.rows_rejected) == (40, 0)
+    assert off.rows_csv.read_bytes() == warned.rows_csv.read_bytes()
+
+
 def test_series_is_weekly_and_bounded_with_flagged_points(reader: Reader, tmp_path: Path) -> None:
     short = read(reader, tmp_path, body(unit_switch_rows())).series
     assert short is not None
