@@ -17,12 +17,14 @@ with the file whose value won).
 import csv
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
 import duckdb
+
+from .duck import one
 
 # off: no checks and no series (the file's rows load as read)
 Mode = Literal["warn", "reject", "off"]
@@ -95,8 +97,7 @@ class Conflict:
 # One sort per ticker (window w) gives each row the row before it and whether it starts a run
 # of identical OHLC; runs of STALE_ROWS or more come from a small aggregate, not a window;
 # `prior` holds the stored row before each ticker's first date.
-_FLAGS = f"""
-CREATE OR REPLACE TEMP TABLE flags AS
+_FLAGGED = f"""
 WITH prior AS (
     SELECT unnest($prior_symbols::VARCHAR[]) AS symbol, unnest($prior_dates::DATE[]) AS date,
         unnest($prior_closes::DOUBLE[]) AS close
@@ -134,20 +135,24 @@ SELECT rn, symbol, date, code, close_v, ref_rn, ref_date, ref_close FROM (
 ) WHERE code IS NOT NULL
 """
 _PRIORITY = " ".join(f"WHEN '{code}' THEN {n}" for n, code in enumerate(CODES))
+# warn mode: the flags in the warnings CSV's order, fetched as they stream
+_FLAGS = f"{_FLAGGED} ORDER BY rn, CASE code {_PRIORITY} END"
+# reject mode: each flagged row rejected with its most serious code; the rows rejected
 _REJECT = f"""
 UPDATE parsed SET reason = f.code, keep = false
-FROM (SELECT rn, arg_min(code, CASE code {_PRIORITY} END) AS code FROM flags GROUP BY rn) f
+FROM (SELECT rn, arg_min(code, CASE code {_PRIORITY} END) AS code FROM ({_FLAGGED}) GROUP BY rn) f
 WHERE parsed.rn = f.rn
 """
-# The file's main ticker's weekly closes (the week's last) and whether a row of the week is
-# flagged; _series thins them to SERIES_POINTS buckets of whole weeks.
+# The file's main ticker's weekly closes (the week's last) with the week's Monday;
+# _series thins them to SERIES_POINTS buckets of whole weeks.
 _WEEKS = """
-SELECT arg_max(close_v, date), max(date), bool_or(rn IN (SELECT rn FROM flags)) FROM parsed
-WHERE keep AND symbol = $symbol GROUP BY date_trunc('week', date) ORDER BY max(date)
+SELECT arg_max(close_v, date), max(date), date_trunc('week', date)::DATE AS week FROM parsed
+WHERE keep AND symbol = $symbol GROUP BY week ORDER BY week
 """
 _MAIN_TICKER = (
     "SELECT symbol FROM parsed WHERE keep GROUP BY symbol ORDER BY count(*) DESC, symbol LIMIT 1"
 )
+_FETCH_ROWS = 2048
 
 
 def check(
@@ -160,63 +165,78 @@ def check(
     tickers: list[str],
     first: date | None,
 ) -> Found:
-    """Flag the parsed rows (table `flags`); in reject mode turn them into rejects. `tickers`
-    are the symbols of the rows kept, `first` their first date."""
+    """Flag the parsed rows: list them in a warnings CSV, or in reject mode turn them into
+    rejects. `tickers` are the symbols of the rows kept, `first` their first date."""
     if checks.mode == "off":
         return Found({}, None, 0, None)
     symbols: list[str] = list(tickers) if first is not None else []
     dates: list[date] = [first] if first is not None else []
     if len(symbols) > 1:
-        symbols, dates = _one(
+        symbols, dates = one(
             cursor,
             "SELECT list(symbol ORDER BY symbol), list(min_date ORDER BY symbol) FROM"
             " (SELECT symbol, min(date) AS min_date FROM parsed WHERE keep GROUP BY symbol)",
         )
     stored = previous([ids[s] for s in symbols], dates) if previous and symbols else []
     by_id = {ids[s]: s for s in symbols}
-    cursor.execute(
-        _FLAGS,
-        {
-            "max_move": checks.max_move,
-            "max_gap": checks.max_gap_days,
-            "prior_symbols": [by_id[t] for t, _, _ in stored],
-            "prior_dates": [d for _, d, _ in stored],
-            "prior_closes": [float(c) for _, _, c in stored],
-        },
-    )
-    count_rows = cursor.execute("SELECT code, count(*) FROM flags GROUP BY code").fetchall()
-    counts = {code: int(n) for code, n in count_rows}
+    params = {
+        "max_move": checks.max_move,
+        "max_gap": checks.max_gap_days,
+        "prior_symbols": [by_id[t] for t, _, _ in stored],
+        "prior_dates": [d for _, d, _ in stored],
+        "prior_closes": [float(c) for _, _, c in stored],
+    }
+    if checks.mode == "reject":
+        rejected = int(one(cursor, _REJECT, params)[0])
+        return Found({}, None, rejected, _series(cursor, symbols, set()))
+    counts, path, weeks = _write(cursor.execute(_FLAGS, params), line_offset, workdir)
     ordered = {code: counts[code] for code in CODES if code in counts}
-    if checks.mode == "reject" and ordered:
-        cursor.execute(_REJECT)
-        rejected = int(sum(1 for _ in cursor.execute("SELECT DISTINCT rn FROM flags").fetchall()))
-        cursor.execute("DELETE FROM flags")
-        return Found({}, None, rejected, _series(cursor, symbols))
-    path = _write(cursor, line_offset, workdir) if ordered else None
-    return Found(ordered, path, 0, _series(cursor, symbols))
+    return Found(ordered, path, 0, _series(cursor, symbols, weeks))
 
 
-def _write(cursor: duckdb.DuckDBPyConnection, line_offset: int, workdir: Path) -> Path:
-    body = workdir / "warnings-body.csv"
-    messages = " ".join(f"WHEN '{c}' THEN '{m}'" for c, m in CODES.items())
-    cursor.execute(
-        f"COPY (SELECT rn + {line_offset}, symbol, date, code, close_v,"
-        f" ref_rn + {line_offset}, ref_date, ref_close, CASE code {messages} END FROM flags"
-        f" ORDER BY rn, CASE code {_PRIORITY} END) TO '{body}' (HEADER false)"
-    )
+def _write(
+    flags: duckdb.DuckDBPyConnection, line_offset: int, workdir: Path
+) -> tuple[dict[str, int], Path | None, set[tuple[str, date]]]:
+    """The warnings CSV of the flags (None: no flag), the rows per code, and the (ticker,
+    Monday) of each week holding a flagged row."""
+    counts: dict[str, int] = {}
+    weeks: set[tuple[str, date]] = set()
     path = workdir / "warnings.csv"
     with path.open("w", newline="", encoding="utf-8") as out:
-        csv.writer(out).writerow(WARNINGS_HEADER)
-        out.write(body.read_text(encoding="utf-8"))
-    return path
+        writer = csv.writer(out)
+        writer.writerow(WARNINGS_HEADER)
+        while batch := flags.fetchmany(_FETCH_ROWS):
+            for rn, symbol, day, code, close, ref_rn, ref_date, ref_close in batch:
+                counts[code] = counts.get(code, 0) + 1
+                weeks.add((symbol, day - timedelta(days=day.weekday())))
+                writer.writerow(
+                    (
+                        rn + line_offset,
+                        symbol,
+                        day,
+                        code,
+                        close,
+                        "" if ref_rn is None else ref_rn + line_offset,
+                        ref_date,
+                        ref_close,
+                        CODES[code],
+                    )
+                )
+    if not counts:
+        path.unlink()
+        return counts, None, weeks
+    return counts, path, weeks
 
 
-def _series(cursor: duckdb.DuckDBPyConnection, symbols: list[str]) -> dict[str, Any] | None:
+def _series(
+    cursor: duckdb.DuckDBPyConnection, symbols: list[str], flagged: set[tuple[str, date]]
+) -> dict[str, Any] | None:
     """The main ticker (most rows) as at most SERIES_POINTS points: buckets of whole weeks,
-    each the close of its last week and flagged when one of its rows is."""
+    each the close of its last week and flagged when one of its rows is (`flagged`: the
+    (ticker, Monday) of the weeks holding a flagged row)."""
     if not symbols:
         return None
-    main = symbols[0] if len(symbols) == 1 else _one(cursor, _MAIN_TICKER)[0]
+    main = symbols[0] if len(symbols) == 1 else one(cursor, _MAIN_TICKER)[0]
     weeks = cursor.execute(_WEEKS, {"symbol": main}).fetchall()
     if not weeks:  # reject mode took all its rows
         return None
@@ -227,14 +247,10 @@ def _series(cursor: duckdb.DuckDBPyConnection, symbols: list[str]) -> dict[str, 
         "from": buckets[0][-1][1].isoformat(),
         "to": buckets[-1][-1][1].isoformat(),
         "close": [float(f"{bucket[-1][0]:.6g}") for bucket in buckets],
-        "flagged": [n for n, bucket in enumerate(buckets) if any(w[2] for w in bucket)],
+        "flagged": [
+            n for n, bucket in enumerate(buckets) if any((main, w[2]) in flagged for w in bucket)
+        ],
     }
-
-
-def _one(cursor: duckdb.DuckDBPyConnection, sql: str) -> tuple[Any, ...]:
-    row = cursor.execute(sql).fetchone()
-    assert row is not None
-    return tuple(row)
 
 
 def with_conflicts(

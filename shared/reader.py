@@ -29,6 +29,7 @@ from typing import Any
 import duckdb
 
 from . import plausibility, workspace
+from .duck import one
 from .errors import FileRejectedError, TransientError
 from .layout import Layout, decode_legacy
 from .plausibility import WARN, Checks, Previous
@@ -333,7 +334,7 @@ def _read(
         + "), '\\s*')",
         {**params, **({"ticker": ticker} if "ticker" not in layout.columns else {})},
     )
-    not_plain, last, raw_rows = _one(cursor, _PLAIN_CHECK)
+    not_plain, last, raw_rows = one(cursor, _PLAIN_CHECK)
     if not not_plain:
         rows, values, lane = _PLAIN_ROWS, _PLAIN_VALUES, {"last": last}
     else:
@@ -352,10 +353,10 @@ def _read(
         f" (SELECT *, {values} FROM ({rows}))))",
         {"today": datetime.now(UTC).date(), **lane},
     )
-    loaded, rejected, superseded, data_rows, tickers, first, last_date = _one(cursor, _COUNTS)
+    loaded, rejected, superseded, data_rows, tickers, first, last_date = one(cursor, _COUNTS)
     footer_lines = raw_rows - data_rows  # the rows of raw after the last data row
     if rejected and not loaded:
-        code, line = _one(
+        code, line = one(
             cursor, "SELECT reason, rn FROM parsed WHERE reason IS NOT NULL ORDER BY rn LIMIT 1"
         )
         also = (
@@ -373,7 +374,7 @@ def _read(
         cursor, stamp.checks, ids, stamp.previous, layout.header_line + 1, workdir, tickers, first
     )
     if found.rejected:  # reject mode: the flagged rows are rejects now
-        loaded, rejected, superseded, data_rows, tickers, first, last_date = _one(cursor, _COUNTS)
+        loaded, rejected, superseded, data_rows, tickers, first, last_date = one(cursor, _COUNTS)
         tickers = list(tickers or [])
         if not loaded:
             raise FileRejectedError(
@@ -522,7 +523,7 @@ codecs.register_error(_FALLBACK, _cp1252_fallback)
 def _decide(cursor: duckdb.DuckDBPyConnection, layout: Layout) -> tuple[bool, bool, int]:
     """Day-first dates?, decimal comma?, and the last data row (what follows is a footer)."""
     (dmy_rows, dmy_value, dmy_rn, mdy_rows, mdy_value, mdy_rn, comma_cells, point_cells, last) = (
-        _one(cursor, _DECIDE)
+        one(cursor, _DECIDE)
     )
     if dmy_rows and mdy_rows:
         first = layout.header_line + 1
@@ -625,14 +626,6 @@ def _write_rejects(
 
 def _neutralised(cell: str) -> str:
     return f"'{cell}" if cell.startswith(FORMULA_STARTS) else cell
-
-
-def _one(
-    cursor: duckdb.DuckDBPyConnection, sql: str, params: dict[str, object] | None = None
-) -> tuple[Any, ...]:
-    row = cursor.execute(sql, params).fetchone()
-    assert row is not None
-    return tuple(row)
 
 
 def _first_line(error: BaseException) -> str:
