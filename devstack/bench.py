@@ -856,7 +856,8 @@ CHECKS_LIMIT = 1.05
 def measure_checks_cost(ctx: Context) -> dict[str, Any]:
     """(m) what the plausibility checks cost: the fresh batch then the daily delta on a fresh
     stack with the checks on, and on one with PLAUSIBILITY_MODE=off, the two stacks taking
-    turns (on first in odd repetitions) so that a drifting machine weighs on both alike."""
+    turns (on first in odd repetitions) so that a drifting machine weighs on both alike; a
+    CHECKPOINT before each batch, so that none pays for the WAL of the one before."""
     runs: dict[str, list[dict[str, Any]]] = {part: [] for part in CHECKS_PARTS}
     for rep in range(ctx.args.repeat):
         order = list(CHECKS_MODES) if rep % 2 == 0 else list(CHECKS_MODES)[::-1]
@@ -869,6 +870,9 @@ def measure_checks_cost(ctx: Context) -> dict[str, Any]:
                     settings={"PLAUSIBILITY_MODE": CHECKS_MODES[mode]},
                 )
                 for part, files in (("fresh", ctx.first), ("delta", ctx.delta)):
+                    # the WAL of what ran before is written out now, not during this batch
+                    with connect(world.database_url, world.schema) as conn:
+                        conn.execute("CHECKPOINT")
                     done = run_batch(world, files, ctx.args.in_flight)
                     done.pop("ended")
                     runs[f"{part}_{mode}"].append(done)
@@ -1795,7 +1799,8 @@ def notes(s: dict[str, dict[str, Any]], args: argparse.Namespace) -> list[str]:
         f"{s['l']['cache_control'] or 'none'}.",
         f"(m) {args.repeat} repetition(s), each a fresh stack with the checks on "
         f"(PLAUSIBILITY_MODE=warn) and one with them off, taking turns; each runs the batch of "
-        f"(c) then the delta of (e); the target is the median's slowdown with the checks on. "
+        f"(c) then the delta of (e), each after a CHECKPOINT; the target is the median's "
+        f"slowdown with the checks on. "
         f"process-file's CPU on / off: fresh {s['m']['fresh_process_file_cpu_ratio']}, delta "
         f"{s['m']['delta_process_file_cpu_ratio']}.",
     ]
