@@ -511,16 +511,26 @@ class Batch {
   }
 
   /** Whether the file holds a URL that will not expire before its upload starts; URLs are
-   * signed again for the next files in the queue, several at a time, when it would. */
+   * signed again for the next files in the queue, several at a time, when it would. A file
+   * waits for a signing in flight (it may cover it), then has one of its own: it ends with a
+   * URL or failed, never waiting for good. */
   async fresh(f) {
-    for (let round = 0; round < 3; round++) {
-      if (f.upload !== "uploading") return false;
+    const current = () => {
       const margin = Math.min(60000, (f.expiresAt - f.signedAt) / 2);
-      if (f.target && f.expiresAt - Date.now() > margin) return true;
-      this.signing ||= this.resign(f).finally(() => (this.signing = null));
+      return !!f.target && f.expiresAt - Date.now() > margin;
+    };
+    while (f.upload === "uploading" && !current()) {
+      if (this.signing) {
+        await this.signing;
+        continue;
+      }
+      this.signing = this.resign(f).finally(() => (this.signing = null));
       await this.signing;
+      if (f.upload === "uploading" && !current()) {
+        this.fail(f, "no upload URL that would not expire at once could be signed for it");
+      }
     }
-    return f.upload === "uploading" && !!f.target;
+    return f.upload === "uploading";
   }
 
   async resign(first) {
@@ -646,6 +656,11 @@ class Batch {
       pause = moved === last ? Math.min(pause * 1.6, 10000) : 500;
       last = moved;
       const waiting = this.files.some((f) => f.upload === "uploaded" && !FINAL.has(f.status));
+      // Revisions are taken when a file changes, not when its change reaches the view, so an
+      // entry can land under a cursor already handed out: when the batch counts more final
+      // files than this copy holds, the next poll asks for every file.
+      const final = this.files.filter((f) => FINAL.has(f.status)).length;
+      if (waiting && final < (status.processed ?? 0) + (status.failed ?? 0)) this.cursor = null;
       const uploading = this.files.some((f) => ["queued", "uploading"].includes(f.upload));
       if (!waiting && !uploading) break;
       if (uploading) return; // the uploads still running call poll again when they finish

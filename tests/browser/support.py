@@ -33,7 +33,10 @@ def summary(page: Any, timeout: float = 120_000) -> str:
         page.wait_for_selector(FINAL, timeout=timeout)
     except Exception as error:  # say what the page showed instead
         shown = Counter(states(page).values())
-        raise AssertionError(f"no summary after {timeout / 1000:.0f} s; files: {shown}") from error
+        said = {at: page.inner_text(at) for at in ("#batch-id", "#checks")}
+        raise AssertionError(
+            f"no summary after {timeout / 1000:.0f} s; files: {shown}; the page says {said}"
+        ) from error
     return str(page.inner_text("#summary"))
 
 

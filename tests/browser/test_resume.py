@@ -97,6 +97,7 @@ def test_an_expired_upload_url_is_signed_again(
     deadline = time.monotonic() + 30
     while len(held) < 3 and time.monotonic() < deadline:
         page.wait_for_timeout(100)
+    assert len(held) == 3, f"{len(held)} of 3 uploads began within 30 s: {states(page)}"
     page.wait_for_timeout(int(STACK_CHANGES["PRESIGN_EXPIRY_SECONDS"]) * 1000 + 1500)
 
     # WHEN the store refuses them as expired
