@@ -201,11 +201,14 @@ def _write(
     Monday) of each week holding a flagged row."""
     counts: dict[str, int] = {}
     weeks: set[tuple[str, date]] = set()
+    batch = flags.fetchmany(_FETCH_ROWS)
+    if not batch:
+        return counts, None, weeks
     path = workdir / "warnings.csv"
     with path.open("w", newline="", encoding="utf-8") as out:
         writer = csv.writer(out)
         writer.writerow(WARNINGS_HEADER)
-        while batch := flags.fetchmany(_FETCH_ROWS):
+        while batch:
             for rn, symbol, day, code, close, ref_rn, ref_date, ref_close in batch:
                 counts[code] = counts.get(code, 0) + 1
                 weeks.add((symbol, day - timedelta(days=day.weekday())))
@@ -222,9 +225,7 @@ def _write(
                         CODES[code],
                     )
                 )
-    if not counts:
-        path.unlink()
-        return counts, None, weeks
+            batch = flags.fetchmany(_FETCH_ROWS)
     return counts, path, weeks
 
 
